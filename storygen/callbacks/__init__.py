@@ -1,0 +1,1 @@
+"""Lightning callbacks that storygen's configs put in the Trainer."""

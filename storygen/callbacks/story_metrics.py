@@ -1,0 +1,82 @@
+"""Generate stories for a fixed prompt set at every validation and test, and score them."""
+
+from __future__ import annotations
+
+import logging
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+
+from storygen.generation import GeneratedStory, GenerationSettings, generate_stories
+from storygen.metrics.rouge import rouge_scores
+
+log = logging.getLogger(__name__)
+
+
+class StoryMetricsCallback(Callback):
+    """Logs `val/rouge1`... (and `test/...`), the EOS rate and a W&B table of generations.
+
+    The prompts are the first `num_prompts` stories of the split and sampling is seeded, so
+    the same prompts are continued the same way at every validation and in every run.
+    """
+
+    def __init__(
+        self,
+        generation: GenerationSettings,
+        num_prompts: int = 8,
+        batch_size: int = 8,
+        seed: int = 0,
+    ) -> None:
+        self.generation = generation
+        self.num_prompts = num_prompts
+        self.batch_size = batch_size
+        self.seed = seed
+        self.samples: list[dict[str, str]] = []
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._score(trainer, pl_module, stage="val", split="validation")
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._score(trainer, pl_module, stage="test", split="test")
+
+    def _score(self, trainer: Trainer, pl_module: LightningModule, stage: str, split: str) -> None:
+        if self.num_prompts <= 0:
+            return
+        prompts = trainer.datamodule.story_prompts(split, self.num_prompts)
+        stories = generate_stories(
+            pl_module.backbone,
+            pl_module.tokenizer,
+            [prompt.model_input for prompt in prompts],
+            self.generation,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+        references = [prompt.reference for prompt in prompts]
+        scores = rouge_scores([story.text for story in stories], references)
+        metrics = {f"{stage}/{name}": value for name, value in scores.items()}
+        metrics[f"{stage}/eos_rate"] = sum(s.ended_with_eos for s in stories) / len(stories)
+        metrics[f"{stage}/gen_tokens"] = sum(s.new_tokens for s in stories) / len(stories)
+        pl_module.log_dict(metrics, sync_dist=True)
+        self.samples = [
+            {"prompt": prompt.prompt, "reference": prompt.reference, "generation": story.text}
+            for prompt, story in zip(prompts, stories)
+        ]
+        self._log_table(trainer, stage, stories)
+
+    def _log_table(self, trainer: Trainer, stage: str, stories: list[GeneratedStory]) -> None:
+        columns = ["step", "prompt", "reference", "generation", "new_tokens", "ended_with_eos"]
+        rows = [
+            [
+                trainer.global_step,
+                s["prompt"],
+                s["reference"],
+                s["generation"],
+                g.new_tokens,
+                g.ended_with_eos,
+            ]
+            for s, g in zip(self.samples, stories)
+        ]
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_table(key=f"{stage}/generations", columns=columns, data=rows)

@@ -1,0 +1,63 @@
+"""Start-up shared by the entry points: `.env`, OmegaConf resolvers, logged configs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dotenv import load_dotenv
+from omegaconf import DictConfig, OmegaConf
+
+# Keys whose values never leave the process (configs, W&B, checkpoints).
+SECRET_ENV_VARS = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def default_precision() -> str:
+    """bf16 mixed precision where the GPU has it; fp32 elsewhere (bf16 matmul crawls on CPUs)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def wandb_offline() -> bool:
+    """Online only when asked (WANDB_MODE=online) or when a key is configured; never prompt."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if mode:
+        return mode != "online"
+    return not os.environ.get("WANDB_API_KEY")
+
+
+def run_name(override_dirname: str = "") -> str | None:
+    """Name a run after the overrides that made it (`model=gpt2,data=tinystories`)."""
+    return override_dirname or None
+
+
+def setup_environment() -> None:
+    """Read `.env` (without overriding the shell) and register storygen's config resolvers."""
+    load_dotenv(override=False)
+    resolvers = {
+        "storygen.default_precision": default_precision,
+        "storygen.wandb_offline": wandb_offline,
+        "storygen.run_name": run_name,
+    }
+    for name, resolver in resolvers.items():
+        OmegaConf.register_new_resolver(name, resolver, replace=True)
+
+
+def loggable_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data for loggers, with any secret's value masked."""
+    secrets = {os.environ[key] for key in SECRET_ENV_VARS if os.environ.get(key)}
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: mask(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [mask(item) for item in value]
+        if isinstance(value, str) and any(secret in value for secret in secrets):
+            return "***"
+        return value
+
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    return mask(config)

@@ -1,0 +1,1 @@
+"""Story corpora (one module per dataset) and the shared formatting, tokenizing and collating."""

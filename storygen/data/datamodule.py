@@ -1,0 +1,132 @@
+"""StoryDataModule: one LightningDataModule for every story corpus.
+
+The corpus (TinyStories, WritingPrompts, ...) is injected by config and yields
+(prompt, story) pairs per split; this module formats, tokenizes and batches them, and
+hands the story callbacks a fixed set of prompts with their reference stories.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
+
+import torch
+from datasets import DatasetDict
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerBase
+
+from storygen.data.collate import PromptMaskingCollator
+from storygen.data.formatting import StoryFormat, tokenize_stories
+from storygen.errors import StorygenError
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "validation", "test")
+
+
+class StoryCorpus(Protocol):
+    def load(self) -> DatasetDict:
+        """Splits train/validation/test with string columns `prompt` and `story`."""
+
+
+@dataclass(frozen=True)
+class StoryPrompt:
+    """A prompt to generate from, as the model sees it, and the story it should resemble."""
+
+    prompt: str
+    model_input: str
+    reference: str
+
+
+class StoryDataModule(LightningDataModule):
+    def __init__(
+        self,
+        corpus: StoryCorpus,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt_template: str = "{prompt}",
+        train_on_prompt: bool = True,
+        max_length: int = 512,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        max_train_samples: int | None = None,
+        max_eval_samples: int | None = None,
+        seed: int = 3407,
+    ) -> None:
+        super().__init__()
+        self.corpus = corpus
+        self.tokenizer = tokenizer
+        self.story_format = StoryFormat(prompt_template, train_on_prompt, max_length)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.max_samples = {
+            "train": max_train_samples,
+            "validation": max_eval_samples,
+            "test": max_eval_samples,
+        }
+        self.seed = seed
+        self.collator = PromptMaskingCollator(pad_token_id=tokenizer.pad_token_id)
+        self.stories: DatasetDict | None = None
+        self.tokenized: DatasetDict | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenized is not None:
+            return
+        stories = self.corpus.load()
+        for split in SPLITS:
+            limit = self.max_samples[split]
+            if limit is not None:
+                stories[split] = stories[split].select(range(min(limit, len(stories[split]))))
+            if len(stories[split]) == 0:
+                raise StorygenError(
+                    f"the {split} split has no stories; check the data files or "
+                    "data.max_train_samples / data.max_eval_samples."
+                )
+        self.stories = stories
+        self.tokenized = stories.map(
+            partial(tokenize_stories, tokenizer=self.tokenizer, story_format=self.story_format),
+            batched=True,
+            remove_columns=stories["train"].column_names,
+            desc="Tokenizing",
+        )
+        log.info(
+            "Stories: %s",
+            ", ".join(f"{split} {len(self.tokenized[split]):,}" for split in SPLITS),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return self._loader("train", self.batch_size, shuffle=True, generator=generator)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size)
+
+    def _loader(self, split: str, batch_size: int, **kwargs) -> DataLoader:
+        return DataLoader(
+            self.tokenized[split],
+            batch_size=batch_size,
+            collate_fn=self.collator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            **kwargs,
+        )
+
+    def story_prompts(self, split: str, count: int) -> list[StoryPrompt]:
+        """The first `count` stories of a split: a fixed prompt set, the same at every step."""
+        self.setup()
+        rows = self.stories[split].select(range(min(count, len(self.stories[split]))))
+        return [
+            StoryPrompt(
+                prompt=row["prompt"],
+                model_input=self.story_format.render_prompt(row["prompt"]),
+                reference=row["story"].strip(),
+            )
+            for row in rows
+        ]

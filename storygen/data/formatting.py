@@ -1,0 +1,59 @@
+"""Turn (prompt, story) pairs into token ids and labels, the same way for every dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import PreTrainedTokenizerBase
+
+from storygen.errors import StorygenError
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class StoryFormat:
+    """How an example is laid out: template(prompt) + story + EOS."""
+
+    template: str = "{prompt}"
+    """text before the story, with `{prompt}` where the prompt goes"""
+    train_on_prompt: bool = True
+    """False masks the prompt's tokens to -100 so only the story is learned"""
+    max_length: int = 512
+    """tokens per example, EOS included; longer stories are cut before the EOS"""
+
+    def __post_init__(self) -> None:
+        if "{prompt}" not in self.template:
+            raise StorygenError(
+                f"data.prompt_template={self.template!r} has no `{{prompt}}` placeholder; "
+                "add one, e.g. 'Prompt: {prompt}\\nStory: '."
+            )
+        if self.max_length < 2:
+            raise StorygenError(f"data.max_length={self.max_length} must be at least 2.")
+
+    def render_prompt(self, prompt: str) -> str:
+        return self.template.format(prompt=prompt)
+
+
+def tokenize_stories(
+    batch: dict[str, list[str]], tokenizer: PreTrainedTokenizerBase, story_format: StoryFormat
+) -> dict[str, list[list[int]]]:
+    """Batched `datasets.map` function: input_ids and labels for each (prompt, story).
+
+    Prompt and story are tokenized apart so the prompt/story boundary is exact; each example
+    ends with EOS and keeps EOS's label, so the model learns where stories stop.
+    """
+    prompts = [story_format.render_prompt(prompt) for prompt in batch["prompt"]]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    story_ids = tokenizer(batch["story"], add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    input_ids, labels = [], []
+    for prompt, story in zip(prompt_ids, story_ids):
+        ids = (prompt + story)[: story_format.max_length - 1] + [eos]
+        target = list(ids)
+        if not story_format.train_on_prompt:
+            masked = min(len(prompt), len(ids) - 1)
+            target[:masked] = [IGNORE_INDEX] * masked
+        input_ids.append(ids)
+        labels.append(target)
+    return {"input_ids": input_ids, "labels": labels}

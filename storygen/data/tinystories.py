@@ -1,0 +1,133 @@
+"""TinyStories (Eldan & Li, 2023): the hub dataset, local files, or the bundled sample.
+
+Every source becomes a DatasetDict with splits train/validation/test and columns
+`prompt` (the story's opening sentence(s)) and `story` (the rest). The hub dataset has
+no test split, so one is carved from validation, deterministically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+
+from storygen.data.sentences import split_opening
+from storygen.errors import StorygenError
+
+SEPARATOR = "<|endoftext|>"
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "tinystories"
+SAMPLE_FILES = {
+    "train": SAMPLE_DIR / "TinyStoriesV2-sample-train.txt",
+    "validation": SAMPLE_DIR / "TinyStoriesV2-sample-valid.txt",
+}
+FILE_FORMATS = (".txt", ".jsonl", ".json", ".parquet")
+SOURCES = ("hub", "files", "sample")
+
+
+def read_stories_txt(path: Path) -> list[str]:
+    """Stories of a TinyStoriesV2 `.txt` file: text between lines holding `<|endoftext|>`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StorygenError(
+            f"{path} is not UTF-8 text (byte {exc.start}); re-encode it as UTF-8."
+        ) from None
+    if SEPARATOR not in text:
+        raise StorygenError(
+            f"{path} has no `{SEPARATOR}` separator lines; TinyStories .txt files separate "
+            f"stories with lines holding `{SEPARATOR}` (or use .jsonl/.parquet with a `text` column)."
+        )
+    stories, current = [], []
+    for line in text.splitlines():
+        if line.strip() == SEPARATOR:
+            stories.append("\n".join(current).strip())
+            current = []
+        else:
+            current.append(line)
+    stories.append("\n".join(current).strip())
+    return [story for story in stories if story]
+
+
+def load_text_file(path: Path) -> Dataset:
+    """One local file in any format TinyStories is shipped in, as a Dataset with `text`."""
+    if not path.is_file():
+        raise StorygenError(f"data file {path} does not exist; check data.corpus paths.")
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return Dataset.from_dict({"text": read_stories_txt(path)})
+    if suffix not in FILE_FORMATS:
+        raise StorygenError(
+            f"{path} has an unsupported format {suffix!r}; use one of {', '.join(FILE_FORMATS)}."
+        )
+    builder = "parquet" if suffix == ".parquet" else "json"
+    try:
+        dataset = load_dataset(builder, data_files=str(path), split="train")
+    except Exception as exc:  # datasets raises several types for a malformed file
+        raise StorygenError(f"{path} could not be read as {builder}: {exc}") from None
+    if "text" not in dataset.column_names:
+        raise StorygenError(
+            f"{path} has columns {dataset.column_names}; TinyStories files need a `text` column."
+        )
+    return dataset
+
+
+@dataclass(frozen=True)
+class TinyStoriesCorpus:
+    """Where TinyStories comes from and how each story is split into prompt and rest."""
+
+    source: str = "hub"
+    """hub | files | sample"""
+    hub_id: str = "roneneldan/TinyStories"
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_size: float = 0.5
+    """share of the validation stories set aside as the test split"""
+    prompt_sentences: int = 1
+    """sentences of each story that form its prompt"""
+    seed: int = 3407
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise StorygenError(
+                f"data.corpus.source={self.source!r} is not known; use one of {', '.join(SOURCES)}."
+            )
+        if self.source == "files" and not (self.train_file and self.validation_file):
+            raise StorygenError(
+                "data.corpus.source=files needs data.corpus.train_file and "
+                "data.corpus.validation_file (.txt, .jsonl or .parquet)."
+            )
+        if not 0 < self.test_size < 1:
+            raise StorygenError(f"data.corpus.test_size={self.test_size} must be in (0, 1).")
+        if self.prompt_sentences < 1:
+            raise StorygenError(
+                f"data.corpus.prompt_sentences={self.prompt_sentences} must be at least 1."
+            )
+
+    def load(self) -> DatasetDict:
+        raw = self._load_text()
+        held_out = raw["validation"].train_test_split(test_size=self.test_size, seed=self.seed)
+        splits = DatasetDict(
+            train=raw["train"], validation=held_out["train"], test=held_out["test"]
+        )
+        return splits.map(
+            self._split_prompt,
+            batched=True,
+            remove_columns=splits["train"].column_names,
+            desc="Splitting openings",
+        )
+
+    def _load_text(self) -> DatasetDict:
+        if self.source == "hub":
+            hub = load_dataset(self.hub_id)
+            return DatasetDict(train=hub["train"], validation=hub["validation"])
+        files = (
+            SAMPLE_FILES
+            if self.source == "sample"
+            else {"train": Path(self.train_file), "validation": Path(self.validation_file)}
+        )
+        return DatasetDict({split: load_text_file(Path(path)) for split, path in files.items()})
+
+    def _split_prompt(self, batch: dict[str, list]) -> dict[str, list[str]]:
+        pairs = [split_opening(text.strip(), self.prompt_sentences) for text in batch["text"]]
+        return {"prompt": [p for p, _ in pairs], "story": [s for _, s in pairs]}

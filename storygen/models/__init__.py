@@ -1,0 +1,1 @@
+"""Backbones (the loader), parameter accounting and the LightningModule."""

