@@ -35,7 +35,7 @@ def generate_stories(
     batch_size: int = 8,
     seed: int = 0,
 ) -> list[GeneratedStory]:
-    """Continue each prompt; the same seed gives the same stories, and training's RNG is untouched."""
+    """Continue each prompt; a seed fixes the stories and leaves training's RNG untouched."""
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     stories: list[GeneratedStory] = []

@@ -30,12 +30,14 @@ def instantiate_group(group: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
 
-    log.info("Building model <%s>", cfg.model._target_)
-    model = instantiate(cfg.model)
-    log.info("Parameters: %s", count_parameters(model.backbone))
-
+    # Tokenizer and data first: a bad data option fails before a 7B model is downloaded.
+    tokenizer = instantiate(cfg.model.tokenizer)
     log.info("Building data <%s>", cfg.data._target_)
-    datamodule = instantiate(cfg.data, tokenizer=model.tokenizer)
+    datamodule = instantiate(cfg.data, tokenizer=tokenizer)
+
+    log.info("Building model <%s>", cfg.model._target_)
+    model = instantiate(cfg.model, tokenizer=tokenizer)
+    log.info("Parameters: %s", count_parameters(model.backbone))
 
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))

@@ -36,7 +36,8 @@ def read_stories_txt(path: Path) -> list[str]:
     if SEPARATOR not in text:
         raise StorygenError(
             f"{path} has no `{SEPARATOR}` separator lines; TinyStories .txt files separate "
-            f"stories with lines holding `{SEPARATOR}` (or use .jsonl/.parquet with a `text` column)."
+            f"stories with lines holding `{SEPARATOR}` "
+            "(or use .jsonl/.parquet with a `text` column)."
         )
     stories, current = [], []
     for line in text.splitlines():
@@ -49,17 +50,23 @@ def read_stories_txt(path: Path) -> list[str]:
     return [story for story in stories if story]
 
 
-def load_text_file(path: Path) -> Dataset:
-    """One local file in any format TinyStories is shipped in, as a Dataset with `text`."""
+def check_text_file(path: Path) -> None:
+    """Fail at config time, naming the file, when it is missing or in a format we do not read."""
     if not path.is_file():
         raise StorygenError(f"data file {path} does not exist; check data.corpus paths.")
+    if path.suffix.lower() not in FILE_FORMATS:
+        raise StorygenError(
+            f"{path} has an unsupported format {path.suffix.lower()!r}; "
+            f"use one of {', '.join(FILE_FORMATS)}."
+        )
+
+
+def load_text_file(path: Path) -> Dataset:
+    """One local file in any format TinyStories is shipped in, as a Dataset with `text`."""
+    check_text_file(path)
     suffix = path.suffix.lower()
     if suffix == ".txt":
         return Dataset.from_dict({"text": read_stories_txt(path)})
-    if suffix not in FILE_FORMATS:
-        raise StorygenError(
-            f"{path} has an unsupported format {suffix!r}; use one of {', '.join(FILE_FORMATS)}."
-        )
     builder = "parquet" if suffix == ".parquet" else "json"
     try:
         dataset = load_dataset(builder, data_files=str(path), split="train")
@@ -97,6 +104,9 @@ class TinyStoriesCorpus:
                 "data.corpus.source=files needs data.corpus.train_file and "
                 "data.corpus.validation_file (.txt, .jsonl or .parquet)."
             )
+        if self.source == "files":
+            check_text_file(Path(self.train_file))
+            check_text_file(Path(self.validation_file))
         if not 0 < self.test_size < 1:
             raise StorygenError(f"data.corpus.test_size={self.test_size} must be in (0, 1).")
         if self.prompt_sentences < 1:

@@ -16,6 +16,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from storygen.errors import StorygenError
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
@@ -70,6 +72,35 @@ class StoryLM(LightningModule):
         loss = self.test_loss.compute()
         self.test_loss.reset()
         self.log_dict({"test/loss": loss, "test/ppl": torch.exp(loss)}, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """LoRA runs save only what trains; the frozen (maybe 4-bit) base is rebuilt from config."""
+        trainable = self._trainable_names()
+        if trainable is not None:
+            checkpoint["state_dict"] = {
+                key: value for key, value in checkpoint["state_dict"].items() if key in trainable
+            }
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):
+        trainable = self._trainable_names()
+        if trainable is None:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        missing, unexpected = (
+            sorted(trainable - state_dict.keys()),
+            sorted(state_dict.keys() - trainable),
+        )
+        if missing or unexpected:
+            raise StorygenError(
+                f"the checkpoint does not fit this model: {len(missing)} trainable weights "
+                f"missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. "
+                f"{unexpected[:2]}); load it with the model config it was trained with."
+            )
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    def _trainable_names(self) -> set[str] | None:
+        """Names of trainable weights when some are frozen (adapters); None for full training."""
+        names = {name for name, p in self.named_parameters() if p.requires_grad}
+        return names if len(names) < sum(1 for _ in self.parameters()) else None
 
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer_factory(parameter_groups(self.backbone, self._weight_decay()))

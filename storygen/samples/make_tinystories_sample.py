@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+COLORS = ["red", "blue", "green", "yellow", "purple"]
 SEED = 20240611
 N_TRAIN = 360
 N_VALID = 60
@@ -315,7 +316,7 @@ def hobby_line(rng: random.Random, h: Hero) -> str:
             f"{h.He} liked to sing songs and jump in puddles.",
             f"{h.He} loved to draw pictures of the sun and the moon.",
             f"Every day, {h.he} played with {h.his} {rng.choice(PETS)} in the yard.",
-            f"{h.His} favorite color was {rng.choice(['red', 'blue', 'green', 'yellow', 'purple'])}.",
+            f"{h.His} favorite color was {rng.choice(COLORS)}.",
             f"{h.He} always asked a lot of questions, because {h.he} wanted to know everything.",
         ]
     )

@@ -1,0 +1,63 @@
+"""Compose the real conf/ tree with test overrides: tiny model, CPU, outputs under tmp_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from storygen.config import setup_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.pop("WANDB_API_KEY", None)
+setup_environment()
+
+# Small and fast: a 2-layer GPT-2 on a slice of the bundled sample, one short epoch.
+TINY_RUN = [
+    "model=gpt2_tiny",
+    "data=tinystories",
+    "data.corpus.source=sample",
+    "data.max_train_samples=48",
+    "data.max_eval_samples=8",
+    "data.batch_size=8",
+    "data.max_length=128",
+    "data.num_workers=0",
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "callbacks.story_metrics.num_prompts=4",
+    "callbacks.story_metrics.generation.max_new_tokens=12",
+]
+
+
+def compose_config(
+    overrides: list[str], output_dir: Path, config_name: str = "train"
+) -> DictConfig:
+    """The config a command line would get, with Hydra's runtime set as in a real run."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(output_dir)
+        cfg.paths.output_dir = str(output_dir)
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def tiny_run_config(tmp_path: Path) -> DictConfig:
+    return compose_config(TINY_RUN, tmp_path)

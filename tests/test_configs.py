@@ -1,0 +1,71 @@
+"""Every option of every config group composes, and the real-use commands compose as documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF_DIR, compose_config
+
+GROUPS = ["model", "data", "trainer", "logger", "callbacks", "experiment"]
+OPTIONS = [
+    (group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))
+]
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"{group}={option}"], tmp_path)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+def test_groups_are_not_empty() -> None:
+    assert {group for group, _ in OPTIONS} == set(GROUPS)
+
+
+def test_gpt2_tinystories_is_full_finetuning_of_the_hub_model(tmp_path: Path) -> None:
+    cfg = compose_config(["model=gpt2", "data=tinystories"], tmp_path)
+    assert cfg.model.backbone.name_or_path == "openai-community/gpt2"
+    assert cfg.model.backbone.get("lora") is None
+    assert cfg.model.backbone.get("quantization") is None
+    assert cfg.data.corpus.source == "hub"
+    assert cfg.data.corpus.hub_id == "roneneldan/TinyStories"
+
+
+def test_mistral_lora_is_4bit_lora(tmp_path: Path) -> None:
+    cfg = compose_config(["model=mistral_lora", "data=tinystories"], tmp_path)
+    backbone = cfg.model.backbone
+    assert backbone.name_or_path == "mistralai/Mistral-7B-v0.1"
+    lora = instantiate(backbone.lora)
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (16, 16, 0.0)
+    assert set(lora.target_modules) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+    quantization = instantiate(backbone.quantization)
+    assert quantization.load_in_4bit and quantization.bnb_4bit_quant_type == "nf4"
+    assert quantization.bnb_4bit_use_double_quant
+
+
+def test_precision_follows_the_device(tmp_path: Path) -> None:
+    cfg = compose_config([], tmp_path)
+    assert cfg.trainer.precision == "32-true"  # no GPU here
+    assert compose_config(["trainer=gpu"], tmp_path).trainer.precision == "bf16-mixed"
+
+
+def test_wandb_goes_online_only_with_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert compose_config([], tmp_path).logger.wandb.offline is True
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert compose_config([], tmp_path).logger.wandb.offline is False
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert compose_config([], tmp_path).logger.wandb.offline is True
