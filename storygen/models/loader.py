@@ -72,12 +72,15 @@ def build_backbone(
     attn_implementation: str = "sdpa",
     gradient_checkpointing: bool = False,
 ) -> PreTrainedModel:
-    """Build a causal LM: pretrained or from an architecture, optionally 4-bit, optionally LoRA."""
-    if (name_or_path is None) == (architecture is None):
+    """Build a causal LM: pretrained or from an architecture, optionally 4-bit, optionally LoRA.
+
+    With `name_or_path` the weights come from there and `architecture` (if given) only
+    describes them, for `storygen.inspect`.
+    """
+    if name_or_path is None and architecture is None:
         raise StorygenError(
-            "model.backbone needs exactly one of `name_or_path` (a hub id or local dir) and "
-            "`architecture` (a transformers config for random init); "
-            f"got name_or_path={name_or_path!r}, architecture={'set' if architecture else None}."
+            "model.backbone needs `name_or_path` (a hub id or local dir) or `architecture` "
+            "(a transformers config, for random init)."
         )
     if quantization is not None and lora is None:
         raise StorygenError(
@@ -85,17 +88,17 @@ def build_backbone(
             "model=mistral_lora) or drop model.backbone.quantization."
         )
 
-    if architecture is not None and quantization is None:
+    if name_or_path is not None:
+        model = _load_pretrained(name_or_path, quantization, attn_implementation)
+    elif quantization is None:
         model = AutoModelForCausalLM.from_config(
             architecture, attn_implementation=attn_implementation
         )
-    elif architecture is not None:
+    else:
         # bitsandbytes quantizes at load time: save the random init, then load it quantized.
         with tempfile.TemporaryDirectory(prefix="storygen-init-") as init_dir:
             AutoModelForCausalLM.from_config(architecture).save_pretrained(init_dir)
             model = _load_pretrained(init_dir, quantization, attn_implementation)
-    else:
-        model = _load_pretrained(name_or_path, quantization, attn_implementation)
 
     if quantization is not None:
         model = prepare_model_for_kbit_training(
@@ -125,3 +128,10 @@ def _load_pretrained(
         kwargs["dtype"] = torch.float32
     log.info("Loading %s", name_or_path)
     return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+
+
+def build_skeleton(architecture: PretrainedConfig, lora: LoraConfig | None = None) -> PreTrainedModel:
+    """The backbone's shape on the meta device: no weights, no download, for accounting."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(architecture)
+        return get_peft_model(model, lora) if lora is not None else model
