@@ -1,4 +1,4 @@
-"""Parameter and memory accounting for a model config, offline: `python -m storygen.inspect model=...`.
+"""Parameter and memory accounting, offline: `python -m storygen.inspect model=...`.
 
 The backbone is built on the meta device from the architecture numbers in the model config,
 so nothing is downloaded and nothing is allocated; LoRA is applied for real by peft.

@@ -7,6 +7,7 @@ Compose the config (conf/train.yaml), instantiate model -> data -> callbacks -> 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 import lightning as L
@@ -14,9 +15,11 @@ import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from storygen.checks import check_context_length, check_precision
 from storygen.config import loggable_config, setup_environment
 from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
+from storygen.models.export import export_backbone
 from storygen.run_summary import summarize_run, wandb_run_dir
 
 log = logging.getLogger(__name__)
@@ -30,18 +33,19 @@ def instantiate_group(group: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
 
-    # Tokenizer and data first: a bad data option fails before a 7B model is downloaded.
+    # Everything cheap first, so a bad option fails before a 7B model is downloaded.
     tokenizer = instantiate(cfg.model.tokenizer)
     log.info("Building data <%s>", cfg.data._target_)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    check_precision(trainer)
 
     log.info("Building model <%s>", cfg.model._target_)
     model = instantiate(cfg.model, tokenizer=tokenizer)
     log.info("Parameters: %s", count_parameters(model.backbone))
-
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    check_context_length(datamodule.story_format.max_length, model.backbone.config)
 
     try:
         for logger in loggers:
@@ -56,6 +60,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
             metrics |= {key: float(value) for key, value in trainer.callback_metrics.items()}
+        if cfg.export and cfg.train:
+            export = export_backbone(
+                model.backbone, model.tokenizer, Path(cfg.paths.output_dir) / "export"
+            )
+            log.info("Exported the trained model to %s", export.model_dir)
         log.info(summarize_run(trainer, wandb_run_dir(trainer)))
     finally:
         # Without this, the next job of a multirun would log into this job's W&B run.

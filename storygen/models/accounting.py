@@ -38,9 +38,7 @@ def weights_to_quantize(model: nn.Module) -> set[int]:
     return {
         id(module.weight)
         for module in model.modules()
-        if isinstance(module, nn.Linear)
-        and module is not head
-        and not module.weight.requires_grad
+        if isinstance(module, nn.Linear) and module is not head and not module.weight.requires_grad
     }
 
 

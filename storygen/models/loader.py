@@ -71,11 +71,13 @@ def build_backbone(
     lora: LoraConfig | None = None,
     attn_implementation: str = "sdpa",
     gradient_checkpointing: bool = False,
+    init_dir: str | None = None,
 ) -> PreTrainedModel:
     """Build a causal LM: pretrained or from an architecture, optionally 4-bit, optionally LoRA.
 
     With `name_or_path` the weights come from there and `architecture` (if given) only
-    describes them, for `storygen.inspect`.
+    describes them, for `storygen.inspect`. A random init is saved to `init_dir` (or reused
+    from it) so that adapter checkpoints, export and merging find the same frozen base.
     """
     if name_or_path is None and architecture is None:
         raise StorygenError(
@@ -88,6 +90,8 @@ def build_backbone(
             "model=mistral_lora) or drop model.backbone.quantization."
         )
 
+    if name_or_path is None and init_dir is not None:
+        name_or_path = save_random_init(architecture, Path(init_dir))
     if name_or_path is not None:
         model = _load_pretrained(name_or_path, quantization, attn_implementation)
     elif quantization is None:
@@ -96,9 +100,10 @@ def build_backbone(
         )
     else:
         # bitsandbytes quantizes at load time: save the random init, then load it quantized.
-        with tempfile.TemporaryDirectory(prefix="storygen-init-") as init_dir:
-            AutoModelForCausalLM.from_config(architecture).save_pretrained(init_dir)
-            model = _load_pretrained(init_dir, quantization, attn_implementation)
+        with tempfile.TemporaryDirectory(prefix="storygen-init-") as tmp_dir:
+            model = _load_pretrained(
+                save_random_init(architecture, Path(tmp_dir)), quantization, attn_implementation
+            )
 
     if quantization is not None:
         model = prepare_model_for_kbit_training(
@@ -110,8 +115,35 @@ def build_backbone(
         model.config.use_cache = False
 
     if lora is not None:
+        check_lora_targets(model, lora)
         model = get_peft_model(model, lora)
     return model
+
+
+def check_lora_targets(model: PreTrainedModel, lora: LoraConfig) -> None:
+    """Name the LoRA targets the architecture lacks, and list the ones it has."""
+    targets = lora.target_modules
+    if targets is None or isinstance(targets, str):  # None, "all-linear" or a regex
+        return
+    linear_names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ in {"Conv1D", "Linear4bit"}
+    }
+    missing = sorted(set(targets) - linear_names)
+    if missing:
+        raise StorygenError(
+            f"model.backbone.lora.target_modules has {missing}, which {type(model).__name__} "
+            f"does not have; its linear layers are {sorted(linear_names)}."
+        )
+
+
+def save_random_init(architecture: PretrainedConfig, init_dir: Path) -> str:
+    """Save a random init of `architecture` to `init_dir` once; later calls reuse it."""
+    if not (init_dir / "config.json").is_file():
+        init_dir.mkdir(parents=True, exist_ok=True)
+        AutoModelForCausalLM.from_config(architecture).save_pretrained(init_dir)
+    return str(init_dir.resolve())
 
 
 def _load_pretrained(
@@ -130,7 +162,9 @@ def _load_pretrained(
     return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
 
 
-def build_skeleton(architecture: PretrainedConfig, lora: LoraConfig | None = None) -> PreTrainedModel:
+def build_skeleton(
+    architecture: PretrainedConfig, lora: LoraConfig | None = None
+) -> PreTrainedModel:
     """The backbone's shape on the meta device: no weights, no download, for accounting."""
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(architecture)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningModule
@@ -84,7 +85,14 @@ class StoryLM(LightningModule):
     def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):
         trainable = self._trainable_names()
         if trainable is None:
-            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+            try:
+                return super().load_state_dict(state_dict, strict=strict, assign=assign)
+            except RuntimeError as exc:
+                raise StorygenError(
+                    f"the checkpoint does not fit this model ({str(exc).splitlines()[0]} "
+                    f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else ''}"
+                    "); load it with the model config it was trained with."
+                ) from None
         missing, unexpected = (
             sorted(trainable - state_dict.keys()),
             sorted(state_dict.keys() - trainable),
@@ -96,6 +104,11 @@ class StoryLM(LightningModule):
                 f"{unexpected[:2]}); load it with the model config it was trained with."
             )
         return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    def load_checkpoint_weights(self, ckpt_path: str | Path) -> None:
+        """Load a Lightning checkpoint's weights (full, or adapter-only onto the rebuilt base)."""
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        self.load_state_dict(checkpoint["state_dict"])
 
     def _trainable_names(self) -> set[str] | None:
         """Names of trainable weights when some are frozen (adapters); None for full training."""

@@ -1,0 +1,153 @@
+"""The loader on tiny models: 4-bit LoRA trains, adapter checkpoints round-trip, exports load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import bitsandbytes as bnb
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from storygen.errors import StorygenError
+from storygen.export import load_trained_model
+from storygen.inspect import report
+from storygen.models.export import export_backbone
+from storygen.train import train
+from tests.conftest import TINY_RUN, compose_config
+
+TINY_MISTRAL = [*TINY_RUN, "model=mistral_tiny_lora"]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("gpt2", "trainable params: 124,439,808 || all params: 124,439,808 || trainable%: 100.00%"),
+        (
+            "mistral_lora",
+            "trainable params: 41,943,040 || all params: 3,794,014,208 || trainable%: 1.11%",
+        ),
+    ],
+)
+def test_inspect_prints_the_study_parameter_counts_offline(model, expected, tmp_path):
+    text = report(compose_config([f"model={model}"], tmp_path, config_name="inspect"))
+    assert expected in text.splitlines()
+    assert "optimizer state" in text and "activations" in text
+
+
+def test_inspect_reports_the_unquantized_total(tmp_path):
+    text = report(compose_config(["model=mistral_lora"], tmp_path, config_name="inspect"))
+    assert "unquantized all params: 7,283,675,136 (7,241,732,096 base + 41,943,040 adapter)" in text
+
+
+def test_tiny_mistral_is_really_4bit_and_lora_training_lowers_the_loss(tmp_path):
+    model = instantiate(compose_config(TINY_MISTRAL, tmp_path).model)
+    backbone = model.backbone
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in backbone.modules())
+    batch = model.tokenizer(
+        ["Once upon a time, a small red fox played in the snow."] * 4, return_tensors="pt"
+    )
+    batch["labels"] = batch["input_ids"].clone()
+    optimizer = torch.optim.AdamW([p for p in backbone.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = backbone(**batch).loss
+        loss.backward()
+        if not losses:
+            with_grad = {n for n, p in backbone.named_parameters() if p.grad is not None}
+            assert with_grad and all("lora_" in name for name in with_grad)
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 1.0
+
+
+def test_lora_checkpoint_holds_only_adapters_and_reloads_identically(tmp_path):
+    cfg = compose_config(TINY_MISTRAL, tmp_path)
+    train(cfg)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert state and all("lora_" in key for key in state)
+    base_size = (tmp_path / "base_init" / "model.safetensors").stat().st_size
+    assert ckpt.stat().st_size < 0.05 * base_size
+
+    # simulate trained adapters, save as Lightning does, reload onto a fresh base
+    trained = instantiate(cfg.model)
+    torch.manual_seed(0)
+    for parameter in trained.parameters():
+        if parameter.requires_grad:
+            parameter.data.normal_(std=0.05)
+    checkpoint = {"state_dict": trained.state_dict()}
+    trained.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "moved.ckpt")
+    reloaded = load_trained_model(str(tmp_path / "moved.ckpt"), cfg)
+    ids = trained.tokenizer("The fox ran home.", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(trained.backbone(**ids).logits, reloaded.backbone(**ids).logits)
+
+
+def test_export_loads_with_plain_peft_and_the_merge_matches(tmp_path):
+    cfg = compose_config(TINY_MISTRAL, tmp_path)
+    model = instantiate(cfg.model)
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.data.normal_(std=0.05)
+    result = export_backbone(model.backbone, model.tokenizer, tmp_path / "export", merge=True)
+    assert (result.model_dir / "adapter_config.json").is_file()
+    assert (result.model_dir / "adapter_model.safetensors").is_file()
+    assert result.merge_max_abs_diff is not None and result.merge_max_abs_diff < 1e-4
+    script = f"""
+import torch, sys
+assert "storygen" not in sys.modules
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("{result.model_dir}")
+ids = tok("A cat sat on a mat.", return_tensors="pt")
+adapter = AutoPeftModelForCausalLM.from_pretrained("{result.model_dir}", dtype=torch.float32)
+merged = AutoModelForCausalLM.from_pretrained("{result.merged_dir}", dtype=torch.float32)
+with torch.no_grad():
+    print((adapter(**ids).logits - merged(**ids).logits).abs().max().item())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-4
+    config = json.loads((result.model_dir / "adapter_config.json").read_text())
+    assert config["r"] == 16 and Path(config["base_model_name_or_path"]).is_dir()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["~model.backbone.lora"], "4-bit quantized weights cannot be trained"),
+        (
+            ["model.backbone.lora.target_modules=[q_proj,c_attn]"],
+            "['c_attn'], which MistralForCausalLM",
+        ),
+        (["data.max_length=4096"], "data.max_length=4096 is above the model's context of 512"),
+        (["trainer.precision=bf16-mixed"], "trainer.precision=bf16-mixed on a CPU"),
+    ],
+    ids=["4bit-without-lora", "unknown-lora-target", "max-length-above-context", "bf16-on-cpu"],
+)
+def test_incompatible_model_options_are_refused_with_the_fix(overrides, message, tmp_path):
+    with pytest.raises(Exception) as info:
+        train(compose_config([*TINY_MISTRAL, *overrides], tmp_path))
+    from storygen.errors import find_user_error
+
+    error = find_user_error(info.value)
+    assert error is not None and message in str(error)
+
+
+def test_a_checkpoint_from_another_architecture_is_refused(tmp_path):
+    gpt2 = instantiate(compose_config(TINY_RUN, tmp_path).model)
+    torch.save({"state_dict": gpt2.state_dict()}, tmp_path / "gpt2.ckpt")
+    cfg = compose_config(TINY_MISTRAL, tmp_path)
+    with pytest.raises(StorygenError, match="does not fit this model"):
+        load_trained_model(str(tmp_path / "gpt2.ckpt"), cfg)
+    deeper_gpt2 = compose_config([*TINY_RUN, "model.backbone.architecture.n_layer=3"], tmp_path)
+    with pytest.raises(StorygenError, match="does not fit this model"):
+        load_trained_model(str(tmp_path / "gpt2.ckpt"), deeper_gpt2)
