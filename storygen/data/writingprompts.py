@@ -1,0 +1,173 @@
+"""WritingPrompts (Fan et al., 2018): the raw archive files, the hub mirror, or the bundled sample.
+
+The raw text is PTB-tokenized (`do n't`, `it 's`, `` `` ``/`''` quotes), line breaks are the
+token `<newline>`, and prompts open with a tag such as `[ WP ]`. Cleaning (on by default)
+undoes all three; the tag is kept as a column. Every source becomes a DatasetDict with
+splits train/validation/test and columns `prompt`, `story` and `tag`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+from nltk.tokenize.treebank import TreebankWordDetokenizer
+
+from storygen.errors import StorygenError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "writingprompts"
+FILE_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
+SOURCES = ("hub", "files", "sample")
+# `[ WP ]`, `[ EU ]`, `[ Punch ]`, `[ WP/MP ]`, ... in any case, at the start of a prompt
+TAG = re.compile(r"^\s*\[\s*([A-Za-z][A-Za-z/ ]*?)\s*\](?:\s*\[[^\]]*\])*\s*")
+NEWLINES = re.compile(r"(?:\s*<newline>)+\s*")
+
+
+# Traces of PTB tokenization: split contractions, spaced punctuation, `` and '' quotes.
+PTB_TRACE = re.compile(r"(?:\s(?:n't|'s|'re|'ve|'ll|'d|'m)\b|``|''|\s[,.!?;:)](?:\s|$)|\(\s)", re.I)
+
+
+@lru_cache(maxsize=1)
+def _detokenizer() -> TreebankWordDetokenizer:
+    return TreebankWordDetokenizer()
+
+
+def detokenize(text: str) -> str:
+    """PTB tokens back to prose: `do n't` -> `don't`, `` `` hi '' `` -> `"hi"`, no space before `,`.
+
+    Text with no trace of PTB tokenization is left as it is, so cleaning twice changes nothing.
+    """
+    if not PTB_TRACE.search(text):
+        return " ".join(text.split())
+    return _detokenizer().detokenize(text.split())
+
+
+def split_tag(text: str) -> tuple[str, str]:
+    """(`WP`, rest) for `[ WP ] rest`; ('', text) when there is no tag."""
+    match = TAG.match(text)
+    if match is None:
+        return "", text.strip()
+    return match.group(1).upper().replace(" ", ""), text[match.end() :].strip()
+
+
+def clean_prompt(text: str) -> str:
+    """The prompt as prose, without its leading tag."""
+    _, prompt = split_tag(text)
+    return detokenize(NEWLINES.sub(" ", prompt)).strip()
+
+
+def clean_story(text: str, max_words: int | None = 1000) -> str:
+    """The story as prose: first `max_words` words (as fairseq keeps), real line breaks.
+
+    One `<newline>` becomes a line break, a run of them a paragraph break.
+    """
+    text = text.replace("\n", " <newline> ")  # real line breaks count like the token
+    if max_words is not None:
+        text = _cut_after_words(text, max_words)
+    lines = NEWLINES.sub(lambda run: "\n\n" if run.group(0).count("<newline>") > 1 else "\n", text)
+    return "\n".join(detokenize(line) for line in lines.strip().split("\n")).strip()
+
+
+def _cut_after_words(text: str, max_words: int) -> str:
+    """Keep the first `max_words` words; `<newline>` tokens are not words."""
+    kept, count = [], 0
+    for token in text.split():
+        if token != "<newline>":
+            if count == max_words:
+                break
+            count += 1
+        kept.append(token)
+    return " ".join(kept)
+
+
+def read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise StorygenError(
+            f"split file {path} does not exist; a WritingPrompts data_dir holds "
+            "{train,valid,test}.wp_source and .wp_target."
+        )
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise StorygenError(
+            f"{path} is not UTF-8 text (byte {exc.start}); re-encode it as UTF-8."
+        ) from None
+
+
+def read_split_files(data_dir: Path, split_name: str) -> Dataset:
+    """Aligned prompt/story lines; blank pairs are skipped and counted, misalignment refused."""
+    source = data_dir / f"{split_name}.wp_source"
+    target = data_dir / f"{split_name}.wp_target"
+    prompts, stories = read_lines(source), read_lines(target)
+    if len(prompts) != len(stories):
+        raise StorygenError(
+            f"{source} has {len(prompts):,} lines but {target} has {len(stories):,}; prompts and "
+            "stories pair up by line number, so the files must have the same number of lines."
+        )
+    pairs = [(p, s) for p, s in zip(prompts, stories) if p.strip() and s.strip()]
+    skipped = len(prompts) - len(pairs)
+    if skipped:
+        log.warning("Skipped %d blank prompt/story pairs in %s / %s", skipped, source, target)
+    return Dataset.from_dict({"prompt": [p for p, _ in pairs], "story": [s for _, s in pairs]})
+
+
+@dataclass(frozen=True)
+class WritingPromptsCorpus:
+    """Where WritingPrompts comes from and how its raw text is cleaned."""
+
+    source: str = "hub"
+    """hub | files | sample"""
+    hub_id: str = "euclaise/writingprompts"
+    data_dir: str | None = None
+    """with source=files: the folder holding {train,valid,test}.wp_source/.wp_target"""
+    clean: bool = True
+    """detokenize, turn <newline> into line breaks, strip the prompt's tag"""
+    max_story_words: int | None = 1000
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise StorygenError(
+                f"data.corpus.source={self.source!r} is not known; use one of {', '.join(SOURCES)}."
+            )
+        if self.source == "files" and not (self.data_dir and Path(self.data_dir).is_dir()):
+            raise StorygenError(
+                f"data.corpus.data_dir={self.data_dir!r} is not a directory; point it at the "
+                "folder holding {train,valid,test}.wp_source and .wp_target."
+            )
+
+    def load(self) -> DatasetDict:
+        return self._load_raw().map(self._clean, batched=True, desc="Cleaning WritingPrompts")
+
+    def _load_raw(self) -> DatasetDict:
+        if self.source == "hub":
+            hub = load_dataset(self.hub_id)
+            return DatasetDict(
+                {
+                    split: hub[name].select_columns(["prompt", "story"])
+                    for split, name in (
+                        ("train", "train"),
+                        ("validation", "validation"),
+                        ("test", "test"),
+                    )
+                }
+            )
+        data_dir = SAMPLE_DIR if self.source == "sample" else Path(self.data_dir)
+        return DatasetDict(
+            {split: read_split_files(data_dir, name) for split, name in FILE_SPLITS.items()}
+        )
+
+    def _clean(self, batch: dict[str, list[str]]) -> dict[str, list[str]]:
+        tags = [split_tag(prompt)[0] for prompt in batch["prompt"]]
+        if not self.clean:
+            return {"prompt": batch["prompt"], "story": batch["story"], "tag": tags}
+        return {
+            "prompt": [clean_prompt(prompt) for prompt in batch["prompt"]],
+            "story": [clean_story(story, self.max_story_words) for story in batch["story"]],
+            "tag": tags,
+        }

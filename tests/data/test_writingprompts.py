@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nltk.tokenize.treebank import TreebankWordTokenizer
+
+from storygen.data.datamodule import StoryDataModule
+from storygen.data.writingprompts import (
+    WritingPromptsCorpus,
+    clean_prompt,
+    clean_story,
+    split_tag,
+)
+from storygen.errors import StorygenError
+from storygen.models.loader import build_offline_gpt2_tokenizer
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        (
+            "[ WP ] You wake up and it 's `` Monday '' again , forever .",
+            'You wake up and it\'s "Monday" again, forever.',
+        ),
+        ("[ wp ] I do n't know ( yet ) ; do you ?", "I don't know (yet); do you?"),
+        ("[ WP/MP ] They 've won !", "They've won!"),
+        ("[ Punch ] Short .", "Short."),
+        ("No tag here .", "No tag here."),
+    ],
+)
+def test_clean_prompt(raw: str, clean: str) -> None:
+    assert clean_prompt(raw) == clean
+
+
+def test_split_tag_keeps_the_tag() -> None:
+    assert split_tag("[ eu ] In Middle-earth .") == ("EU", "In Middle-earth .")
+    assert split_tag("[ WP/MP ] x") == ("WP/MP", "x")
+    assert split_tag("plain") == ("", "plain")
+
+
+def test_clean_story_breaks_lines_and_paragraphs() -> None:
+    raw = "<newline> It was n't me . <newline> <newline> `` Stop ! '' I said . <newline> The end ."
+    assert clean_story(raw) == 'It wasn\'t me.\n\n"Stop!" I said.\nThe end.'
+
+
+def test_clean_story_keeps_the_first_words_only() -> None:
+    assert clean_story("one two three <newline> four five", max_words=4) == "one two three\nfour"
+    assert clean_story(" ".join(["w"] * 1200)).count("w") == 1000
+
+
+TREEBANK = TreebankWordTokenizer()
+WORDS = st.sampled_from(
+    ["cat", "The", "don't", "it's", "I'm", "they've", "she'll", "can't", "run", "7", "$5"]
+)
+SENTENCE = st.builds(
+    lambda words, end, quoted: f'"{" ".join(words)}{end}"' if quoted else " ".join(words) + end,
+    st.lists(WORDS, min_size=1, max_size=8),
+    st.sampled_from(["", ",", ".", "!", "?", ";", ":", "..."]),
+    st.booleans(),
+)
+# Raw WritingPrompts text: PTB-tokenized prose, paragraphs joined by runs of <newline>.
+PTB_PARAGRAPH = st.lists(SENTENCE, min_size=1, max_size=4).map(
+    lambda sentences: " ".join(TREEBANK.tokenize(" ".join(sentences)))
+)
+RAW_STORY = st.lists(
+    st.tuples(PTB_PARAGRAPH, st.sampled_from([" <newline> ", " <newline> <newline> "])),
+    min_size=1,
+    max_size=4,
+).map(lambda parts: "".join(text + sep for text, sep in parts))
+TAGS = st.sampled_from(["[ WP ] ", "[ wp ] ", "[ EU ] ", "[ Punch ] ", "[ WP/MP ] ", "[ cw ]"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(TAGS, PTB_PARAGRAPH, RAW_STORY)
+def test_cleaning_leaves_no_newline_token_nor_tag_and_is_idempotent(tag, prompt, story):
+    cleaned_prompt = clean_prompt(tag + prompt)
+    assert split_tag(cleaned_prompt)[0] == "" and "<newline>" not in cleaned_prompt
+    assert clean_prompt(cleaned_prompt) == cleaned_prompt
+    cleaned_story = clean_story(story)
+    assert "<newline>" not in cleaned_story
+    assert clean_story(cleaned_story) == cleaned_story
+
+
+def write_split(directory: Path, name: str, prompts: list[str], stories: list[str]) -> None:
+    (directory / f"{name}.wp_source").write_text("\n".join(prompts) + "\n")
+    (directory / f"{name}.wp_target").write_text("\n".join(stories) + "\n")
+
+
+@pytest.fixture
+def raw_dir(tmp_path: Path) -> Path:
+    for name in ("train", "valid", "test"):
+        write_split(
+            tmp_path,
+            name,
+            [f"[ WP ] Prompt {i} for {name} ." for i in range(4)],
+            [f"Story {i} is n't long . <newline> <newline> The end ." for i in range(4)],
+        )
+    return tmp_path
+
+
+def test_raw_files_load_aligned_and_cleaned(raw_dir: Path) -> None:
+    splits = WritingPromptsCorpus(source="files", data_dir=str(raw_dir)).load()
+    assert {name: len(split) for name, split in splits.items()} == {
+        "train": 4,
+        "validation": 4,
+        "test": 4,
+    }
+    assert splits["validation"][2] == {
+        "prompt": "Prompt 2 for valid.",
+        "story": "Story 2 isn't long.\n\nThe end.",
+        "tag": "WP",
+    }
+
+
+def test_line_count_mismatch_is_refused(raw_dir: Path) -> None:
+    (raw_dir / "test.wp_target").write_text("only one story\n")
+    with pytest.raises(
+        StorygenError, match=r"test.wp_source has 4 lines but .*test.wp_target has 1"
+    ):
+        WritingPromptsCorpus(source="files", data_dir=str(raw_dir)).load()
+
+
+def test_missing_split_file_is_named(raw_dir: Path) -> None:
+    (raw_dir / "valid.wp_source").unlink()
+    with pytest.raises(StorygenError, match=r"split file .*valid.wp_source does not exist"):
+        WritingPromptsCorpus(source="files", data_dir=str(raw_dir)).load()
+
+
+def test_non_utf8_bytes_are_named(raw_dir: Path) -> None:
+    (raw_dir / "train.wp_target").write_bytes(b"caf\xe9\n" * 4)
+    with pytest.raises(StorygenError, match=r"train.wp_target is not UTF-8"):
+        WritingPromptsCorpus(source="files", data_dir=str(raw_dir)).load()
+
+
+def test_blank_pairs_are_skipped_and_counted(raw_dir: Path, caplog) -> None:
+    write_split(raw_dir, "train", ["[ WP ] a .", "  ", "[ WP ] c ."], ["x .", "y .", "   "])
+    with caplog.at_level(logging.WARNING):
+        splits = WritingPromptsCorpus(source="files", data_dir=str(raw_dir)).load()
+    assert splits["train"]["prompt"] == ["a."]
+    assert "Skipped 2 blank prompt/story pairs" in caplog.text and "train.wp_source" in caplog.text
+
+
+def test_missing_data_dir_is_named(tmp_path: Path) -> None:
+    with pytest.raises(StorygenError, match="is not a directory"):
+        WritingPromptsCorpus(source="files", data_dir=str(tmp_path / "nope"))
+
+
+def test_labels_mask_exactly_the_prompt_and_keep_eos(raw_dir: Path) -> None:
+    tokenizer = build_offline_gpt2_tokenizer()
+    template = "Prompt: {prompt}\nStory:\n"
+    datamodule = StoryDataModule(
+        WritingPromptsCorpus(source="files", data_dir=str(raw_dir)),
+        tokenizer,
+        prompt_template=template,
+        train_on_prompt=False,
+        max_length=128,
+    )
+    datamodule.setup()
+    example = datamodule.tokenized["train"][0]
+    prompt_ids = tokenizer(template.format(prompt="Prompt 0 for train."))["input_ids"]
+    story_ids = tokenizer("Story 0 isn't long.\n\nThe end.")["input_ids"]
+    assert example["input_ids"] == prompt_ids + story_ids + [tokenizer.eos_token_id]
+    assert example["labels"] == [-100] * len(prompt_ids) + story_ids + [tokenizer.eos_token_id]
