@@ -151,3 +151,17 @@ def test_a_checkpoint_from_another_architecture_is_refused(tmp_path):
     deeper_gpt2 = compose_config([*TINY_RUN, "model.backbone.architecture.n_layer=3"], tmp_path)
     with pytest.raises(StorygenError, match="does not fit this model"):
         load_trained_model(str(tmp_path / "gpt2.ckpt"), deeper_gpt2)
+
+
+def test_weight_decay_skips_biases_and_norm_weights(tmp_path):
+    from storygen.models.module import parameter_groups
+
+    model = instantiate(compose_config(TINY_RUN, tmp_path).model)
+    decay, no_decay = parameter_groups(model.backbone, weight_decay=0.01)
+    names = {id(p): n for n, p in model.backbone.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(
+        names[id(p)].endswith(("bias", "ln_1.weight", "ln_2.weight", "ln_f.weight"))
+        for p in no_decay["params"]
+    )
+    assert any(names[id(p)].endswith("c_attn.weight") for p in decay["params"])
