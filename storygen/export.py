@@ -9,47 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from storygen.config import setup_environment
-from storygen.errors import StorygenError, exit_on_user_error
+from storygen.errors import exit_on_user_error
 from storygen.models.export import export_backbone
-
-
-def run_dir_of(ckpt_path: Path) -> Path:
-    """`<run>/checkpoints/last.ckpt` -> `<run>`."""
-    return ckpt_path.resolve().parent.parent
-
-
-def model_config_for(ckpt_path: Path, cfg: DictConfig) -> DictConfig:
-    """The model config of the run that wrote the checkpoint, resolved in that run's dir."""
-    saved = run_dir_of(ckpt_path) / ".hydra" / "config.yaml"
-    if not saved.is_file():
-        return cfg.model
-    run_cfg = OmegaConf.load(saved)
-    with open_dict(run_cfg):
-        run_cfg.paths.output_dir = str(run_dir_of(ckpt_path))
-    return run_cfg.model
-
-
-def load_trained_model(ckpt_path: str, cfg: DictConfig):
-    """A StoryLM rebuilt from its run's config, with the checkpoint's weights loaded."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise StorygenError(
-            f"checkpoint {ckpt_path} does not exist; "
-            "pass ckpt_path=<run dir>/checkpoints/last.ckpt."
-        )
-    model = instantiate(model_config_for(path, cfg))
-    model.load_checkpoint_weights(path)
-    return model
+from storygen.runs import load_trained_model, run_dir_of
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
-        model = load_trained_model(cfg.ckpt_path, cfg)
+        model = load_trained_model(cfg.ckpt_path, cfg.model)
         out_dir = Path(cfg.out_dir or run_dir_of(Path(cfg.ckpt_path)) / "export")
         result = export_backbone(model.backbone, model.tokenizer, out_dir, merge=cfg.merge)
         print(f"exported: {result.model_dir}")

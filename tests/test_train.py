@@ -30,7 +30,16 @@ def test_fit_and_test_write_checkpoints_metrics_and_a_wandb_run(tiny_run_config,
     csv_header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "val/rouge1" in csv_header and "val/loss" in csv_header
     run_bytes = wandb_run_file(tmp_path).read_bytes()
-    for key in (b"train/loss", b"val/loss", b"val/rouge1", b"val/generations"):
+    for key in (
+        b"train/loss",
+        b"val/loss",
+        b"val/rouge1",
+        b"val/rougeLsum",
+        b"val/distinct2",
+        b"val/eos_rate",
+        b"val/generations",
+        b"val/length_histogram",
+    ):
         assert key in run_bytes, key
 
 

@@ -8,13 +8,14 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 
 from storygen.generation import GeneratedStory, GenerationSettings, generate_stories
-from storygen.metrics.rouge import rouge_scores
+from storygen.metrics.story import score_stories
 
 log = logging.getLogger(__name__)
 
 
 class StoryMetricsCallback(Callback):
-    """Logs `val/rouge1`... (and `test/...`), the EOS rate and a W&B table of generations.
+    """Logs `val/rouge1`... (and `test/...`), lengths, diversity, the EOS rate, and a W&B table
+    of generations per validation with a histogram of their lengths.
 
     The prompts are the first `num_prompts` stories of the split and sampling is seeded, so
     the same prompts are continued the same way at every validation and in every run.
@@ -53,9 +54,10 @@ class StoryMetricsCallback(Callback):
             seed=self.seed,
         )
         references = [prompt.reference for prompt in prompts]
-        scores = rouge_scores([story.text for story in stories], references)
+        scores = score_stories(
+            [story.text for story in stories], references, [s.ended_with_eos for s in stories]
+        )
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
-        metrics[f"{stage}/eos_rate"] = sum(s.ended_with_eos for s in stories) / len(stories)
         metrics[f"{stage}/gen_tokens"] = sum(s.new_tokens for s in stories) / len(stories)
         pl_module.log_dict(metrics, sync_dist=True)
         self.samples = [
@@ -79,4 +81,13 @@ class StoryMetricsCallback(Callback):
         ]
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
+                import wandb
+
                 logger.log_table(key=f"{stage}/generations", columns=columns, data=rows)
+                lengths = [len(s["generation"].split()) for s in self.samples]
+                logger.experiment.log(
+                    {
+                        f"{stage}/length_histogram": wandb.Histogram(lengths),
+                        "trainer/global_step": trainer.global_step,
+                    }
+                )

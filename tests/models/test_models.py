@@ -13,9 +13,9 @@ import torch
 from hydra.utils import instantiate
 
 from storygen.errors import StorygenError
-from storygen.export import load_trained_model
 from storygen.inspect import report
 from storygen.models.export import export_backbone
+from storygen.runs import load_trained_model
 from storygen.train import train
 from tests.conftest import TINY_RUN, compose_config
 
@@ -83,7 +83,7 @@ def test_lora_checkpoint_holds_only_adapters_and_reloads_identically(tmp_path):
     checkpoint = {"state_dict": trained.state_dict()}
     trained.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, tmp_path / "moved.ckpt")
-    reloaded = load_trained_model(str(tmp_path / "moved.ckpt"), cfg)
+    reloaded = load_trained_model(str(tmp_path / "moved.ckpt"), cfg.model)
     ids = trained.tokenizer("The fox ran home.", return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(trained.backbone(**ids).logits, reloaded.backbone(**ids).logits)
@@ -147,10 +147,10 @@ def test_a_checkpoint_from_another_architecture_is_refused(tmp_path):
     torch.save({"state_dict": gpt2.state_dict()}, tmp_path / "gpt2.ckpt")
     cfg = compose_config(TINY_MISTRAL, tmp_path)
     with pytest.raises(StorygenError, match="does not fit this model"):
-        load_trained_model(str(tmp_path / "gpt2.ckpt"), cfg)
+        load_trained_model(str(tmp_path / "gpt2.ckpt"), cfg.model)
     deeper_gpt2 = compose_config([*TINY_RUN, "model.backbone.architecture.n_layer=3"], tmp_path)
     with pytest.raises(StorygenError, match="does not fit this model"):
-        load_trained_model(str(tmp_path / "gpt2.ckpt"), deeper_gpt2)
+        load_trained_model(str(tmp_path / "gpt2.ckpt"), deeper_gpt2.model)
 
 
 def test_weight_decay_skips_biases_and_norm_weights(tmp_path):

@@ -1,0 +1,103 @@
+"""Evaluate a trained model's stories: `python -m storygen.evaluate ckpt_path=... [split=test]`.
+
+Writes `metrics.json`, `generations.jsonl` and `lengths.png` (generated vs reference word
+counts) into the evaluate run's output dir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from storygen.config import setup_environment
+from storygen.errors import StorygenError, exit_on_user_error
+from storygen.generation import generate_stories
+from storygen.metrics.plots import plot_lengths
+from storygen.metrics.story import score_stories
+from storygen.runs import check_exists, load_for_generation, saved_run_config
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def mean_loss(backbone, dataloader) -> float:
+    """Token-weighted mean loss over a split."""
+    total = tokens = 0.0
+    backbone.eval()
+    for batch in dataloader:
+        count = float((batch["labels"][:, 1:] != -100).sum())
+        total += float(backbone(**batch).loss) * count
+        tokens += count
+    return total / tokens if tokens else float("nan")
+
+
+def data_config(cfg: DictConfig) -> DictConfig:
+    """The data named on the command line, else the data the checkpoint's run trained on."""
+    data_overridden = any(
+        o.startswith(("data", "experiment")) for o in HydraConfig.get().overrides.task
+    )
+    path = check_exists(cfg.ckpt_path)
+    run_cfg = saved_run_config(path) if path.is_file() else None
+    return run_cfg.data if run_cfg is not None and not data_overridden else cfg.data
+
+
+def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
+    if cfg.split not in ("validation", "test"):
+        raise StorygenError(
+            f"split={cfg.split!r} is not known; use split=validation or split=test."
+        )
+    backbone, tokenizer = load_for_generation(cfg.ckpt_path, cfg.model, cfg.base_model)
+    datamodule = instantiate(data_config(cfg), tokenizer=tokenizer)
+    datamodule.setup()
+    loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
+    prompts = datamodule.story_prompts(cfg.split, cfg.num_prompts)
+    stories = generate_stories(
+        backbone,
+        tokenizer,
+        [p.model_input for p in prompts],
+        instantiate(cfg.generation),
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+    )
+    metrics = score_stories(
+        [s.text for s in stories],
+        [p.reference for p in prompts],
+        [s.ended_with_eos for s in stories],
+    )
+    metrics["loss"] = mean_loss(backbone, loader)
+
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with (out_dir / "generations.jsonl").open("w", encoding="utf-8") as handle:
+        for prompt, story in zip(prompts, stories):
+            record = {
+                "prompt": prompt.prompt,
+                "reference": prompt.reference,
+                "generation": story.text,
+                "new_tokens": story.new_tokens,
+                "ended_with_eos": story.ended_with_eos,
+            }
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    plot_lengths([s.text for s in stories], [p.reference for p in prompts], out_dir / "lengths.png")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        out_dir = Path(cfg.paths.output_dir)
+        metrics = evaluate(cfg, out_dir)
+        width = max(map(len, metrics))
+        print("\n".join(f"{name:<{width}} {value:.4f}" for name, value in metrics.items()))
+        print(f"wrote {out_dir}/metrics.json, generations.jsonl, lengths.png")
+
+
+if __name__ == "__main__":
+    setup_environment()
+    main()

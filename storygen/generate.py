@@ -1,0 +1,76 @@
+"""Write stories with a trained model, streaming tokens as they come:
+`python -m storygen.generate ckpt_path=... prompt="Once upon a time,"` (or `prompts_file=`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from transformers import TextStreamer
+
+from storygen.config import setup_environment
+from storygen.errors import StorygenError, exit_on_user_error
+from storygen.runs import load_for_generation
+
+
+def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
+    if prompts_file:
+        path = Path(prompts_file)
+        if not path.is_file():
+            raise StorygenError(f"prompts_file {path} does not exist.")
+        try:
+            prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as exc:
+            raise StorygenError(
+                f"prompts_file {path} is not UTF-8 text (byte {exc.start}); re-encode it as UTF-8."
+            ) from None
+        prompts = [p for p in prompts if p]
+        if not prompts:
+            raise StorygenError(f"prompts_file {path} holds no prompts; write one per line.")
+        return prompts
+    if prompt is None or not str(prompt).strip():
+        raise StorygenError(
+            'the prompt is empty; pass prompt="Once upon a time," or prompts_file=...'
+        )
+    return [str(prompt)]
+
+
+@torch.no_grad()
+def stream_stories(backbone, tokenizer, prompts: list[str], template: str, settings, seed: int):
+    """Print each prompt, then its story token by token."""
+    torch.manual_seed(seed)
+    backbone.eval()
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    device = next(backbone.parameters()).device
+    for number, prompt in enumerate(prompts, start=1):
+        print(f"\n--- story {number} ---\n{prompt}", end="", flush=True)
+        encoded = tokenizer(
+            template.format(prompt=prompt), return_tensors="pt", add_special_tokens=False
+        ).to(device)
+        backbone.generate(
+            **encoded,
+            **asdict(settings),
+            streamer=streamer,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        prompts = read_prompts(cfg.prompt, cfg.prompts_file)
+        backbone, tokenizer = load_for_generation(cfg.ckpt_path, cfg.model, cfg.base_model)
+        stream_stories(
+            backbone, tokenizer, prompts, cfg.prompt_template, instantiate(cfg.generation), cfg.seed
+        )
+
+
+if __name__ == "__main__":
+    setup_environment()
+    main()

@@ -1,0 +1,25 @@
+"""All story metrics of one set of generations, as flat names for loggers."""
+
+from __future__ import annotations
+
+from statistics import fmean
+
+from storygen.metrics.diversity import distinct_n, repetition_rate
+from storygen.metrics.lengths import length_distance, length_summary, word_counts
+from storygen.metrics.rouge import rouge_scores
+
+
+def score_stories(
+    generations: list[str], references: list[str], ended_with_eos: list[bool]
+) -> dict[str, float]:
+    """ROUGE, lengths (generated and reference), their distance, diversity and EOS rate."""
+    generated_words, reference_words = word_counts(generations), word_counts(references)
+    metrics = rouge_scores(generations, references)
+    metrics |= {f"len_{k}": v for k, v in length_summary(generated_words).items()}
+    metrics |= {f"ref_len_{k}": v for k, v in length_summary(reference_words).items()}
+    metrics |= {f"len_{k}": v for k, v in length_distance(generated_words, reference_words).items()}
+    metrics["distinct1"] = distinct_n(generations, 1)
+    metrics["distinct2"] = distinct_n(generations, 2)
+    metrics["repetition3"] = fmean(repetition_rate(g) for g in generations) if generations else 0.0
+    metrics["eos_rate"] = sum(ended_with_eos) / len(ended_with_eos) if ended_with_eos else 0.0
+    return metrics

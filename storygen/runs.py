@@ -1,0 +1,83 @@
+"""Find what a finished run left behind: its config and its trained model.
+
+Shared by the entry points that start from a checkpoint (export, evaluate, generate). A
+checkpoint file is rebuilt with the config of the run that wrote it (`<run>/.hydra`); a
+Hugging Face directory (an export) is loaded with plain transformers/peft.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from storygen.errors import StorygenError
+from storygen.models.loader import prepare_tokenizer
+
+
+def run_dir_of(ckpt_path: Path) -> Path:
+    """`<run>/checkpoints/last.ckpt` -> `<run>`."""
+    return ckpt_path.resolve().parent.parent
+
+
+def saved_run_config(ckpt_path: Path) -> DictConfig | None:
+    """The config of the run that wrote the checkpoint, its paths pointing at that run."""
+    saved = run_dir_of(ckpt_path) / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return None
+    run_cfg = OmegaConf.load(saved)
+    with open_dict(run_cfg):
+        run_cfg.paths.output_dir = str(run_dir_of(ckpt_path))
+    return run_cfg
+
+
+def check_exists(ckpt_path: str) -> Path:
+    path = Path(ckpt_path)
+    if not path.exists():
+        raise StorygenError(
+            f"checkpoint {ckpt_path} does not exist; pass ckpt_path=<run dir>/checkpoints/"
+            "last.ckpt or an exported directory (<run dir>/export/model or export/adapter)."
+        )
+    return path
+
+
+def load_trained_model(ckpt_path: str, model_cfg: DictConfig):
+    """A StoryLM rebuilt from the run's model config (or `model_cfg`), checkpoint loaded."""
+    path = check_exists(ckpt_path)
+    run_cfg = saved_run_config(path)
+    model = instantiate(run_cfg.model if run_cfg is not None else model_cfg)
+    model.load_checkpoint_weights(path)
+    return model
+
+
+def load_for_generation(
+    ckpt_path: str, model_cfg: DictConfig, base_model: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Backbone and tokenizer from a Lightning checkpoint or an exported HF directory."""
+    path = check_exists(ckpt_path)
+    if path.is_file():
+        model = load_trained_model(ckpt_path, model_cfg)
+        return model.backbone, model.tokenizer
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    adapter_config = path / "adapter_config.json"
+    if not adapter_config.is_file():
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tokenizer
+    from peft import PeftModel
+
+    base = base_model or json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+    if not base or (base.startswith(("/", ".")) and not Path(base).exists()):
+        raise StorygenError(
+            f"the adapter in {path} names no base model it can find ({base!r}); "
+            "pass base_model=<hub id or local dir of the base model>."
+        )
+    backbone = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    return PeftModel.from_pretrained(backbone, str(path)), tokenizer
