@@ -25,11 +25,15 @@ class StoryMetricsCallback(Callback):
         self,
         generation: GenerationSettings,
         num_prompts: int = 8,
+        num_test_prompts: int | None = None,
         batch_size: int = 8,
         seed: int = 0,
     ) -> None:
         self.generation = generation
-        self.num_prompts = num_prompts
+        self.num_prompts = {
+            "val": num_prompts,
+            "test": num_prompts if num_test_prompts is None else num_test_prompts,
+        }
         self.batch_size = batch_size
         self.seed = seed
         self.samples: list[dict[str, str]] = []
@@ -42,9 +46,9 @@ class StoryMetricsCallback(Callback):
         self._score(trainer, pl_module, stage="test", split="test")
 
     def _score(self, trainer: Trainer, pl_module: LightningModule, stage: str, split: str) -> None:
-        if self.num_prompts <= 0:
+        if self.num_prompts[stage] <= 0:
             return
-        prompts = trainer.datamodule.story_prompts(split, self.num_prompts)
+        prompts = trainer.datamodule.story_prompts(split, self.num_prompts[stage])
         stories = generate_stories(
             pl_module.backbone,
             pl_module.tokenizer,
