@@ -58,7 +58,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             best = (
                 trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             )
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+            # the best checkpoint of this fit, else the one given to test (train=false)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or cfg.ckpt_path)
             metrics |= {key: float(value) for key, value in trainer.callback_metrics.items()}
         if cfg.export and cfg.train:
             export = export_backbone(
