@@ -64,6 +64,15 @@ def test_loss_falls_over_a_real_epoch(tmp_path):
     assert sum(losses[-5:]) / 5 < losses[0] - 3.0
 
 
+def test_writingprompts_sample_trains_with_the_prompt_masked(tmp_path):
+    overrides = [o for o in TINY_RUN if o != "data=tinystories"]
+    cfg = compose_config(
+        [*overrides, "data=writingprompts", "data.corpus.source=sample", "logger=csv"], tmp_path
+    )
+    metrics = train(cfg)
+    assert metrics["val/loss"] < 10.8 and "test/rouge1" in metrics
+
+
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "storygen.train", *args],

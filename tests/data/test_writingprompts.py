@@ -165,3 +165,15 @@ def test_labels_mask_exactly_the_prompt_and_keep_eos(raw_dir: Path) -> None:
     story_ids = tokenizer("Story 0 isn't long.\n\nThe end.")["input_ids"]
     assert example["input_ids"] == prompt_ids + story_ids + [tokenizer.eos_token_id]
     assert example["labels"] == [-100] * len(prompt_ids) + story_ids + [tokenizer.eos_token_id]
+
+
+def test_bundled_sample_is_raw_writingprompts_that_cleans_to_prose() -> None:
+    from storygen.data.writingprompts import SAMPLE_DIR
+
+    raw_prompts = (SAMPLE_DIR / "train.wp_source").read_text().splitlines()
+    raw_stories = (SAMPLE_DIR / "train.wp_target").read_text().splitlines()
+    assert all(split_tag(p)[0] for p in raw_prompts)
+    assert all("<newline>" in s for s in raw_stories) and any(" n't " in s for s in raw_stories)
+    splits = WritingPromptsCorpus(source="sample").load()
+    assert sum(len(split) for split in splits.values()) >= 150
+    assert all("<newline>" not in s and " n't" not in s for s in splits["train"]["story"])
