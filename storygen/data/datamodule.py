@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -18,6 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from storygen.data.cache import cache_key, load_or_prepare
 from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import StoryFormat, tokenize_stories
 from storygen.errors import StorygenError
@@ -29,6 +31,9 @@ SPLITS = ("train", "validation", "test")
 class StoryCorpus(Protocol):
     def load(self) -> DatasetDict:
         """Splits train/validation/test with string columns `prompt` and `story`."""
+
+    def source_files(self) -> list[Path]:
+        """Local files the corpus reads (none for the hub), so edits invalidate the cache."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class StoryDataModule(LightningDataModule):
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
         seed: int = 3407,
+        num_proc: int | None = None,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -68,6 +75,8 @@ class StoryDataModule(LightningDataModule):
             "test": max_eval_samples,
         }
         self.seed = seed
+        self.num_proc = num_proc
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         self.collator = PromptMaskingCollator(pad_token_id=tokenizer.pad_token_id)
         self.stories: DatasetDict | None = None
         self.tokenized: DatasetDict | None = None
@@ -75,6 +84,18 @@ class StoryDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.tokenized is not None:
             return
+        key = cache_key(
+            self.corpus, self.corpus.source_files(), self.tokenizer, self.story_format,
+            self.max_samples,
+        )
+        prepared = load_or_prepare(self.cache_dir, key, self._prepare)
+        self.stories, self.tokenized = prepared["stories"], prepared["tokenized"]
+        log.info(
+            "Stories: %s",
+            ", ".join(f"{split} {len(self.tokenized[split]):,}" for split in SPLITS),
+        )
+
+    def _prepare(self) -> dict[str, DatasetDict]:
         stories = self.corpus.load()
         for split in SPLITS:
             limit = self.max_samples[split]
@@ -85,17 +106,14 @@ class StoryDataModule(LightningDataModule):
                     f"the {split} split has no stories; check the data files or "
                     "data.max_train_samples / data.max_eval_samples."
                 )
-        self.stories = stories
-        self.tokenized = stories.map(
+        tokenized = stories.map(
             partial(tokenize_stories, tokenizer=self.tokenizer, story_format=self.story_format),
             batched=True,
+            num_proc=self.num_proc,
             remove_columns=stories["train"].column_names,
             desc="Tokenizing",
         )
-        log.info(
-            "Stories: %s",
-            ", ".join(f"{split} {len(self.tokenized[split]):,}" for split in SPLITS),
-        )
+        return {"stories": stories, "tokenized": tokenized}
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)

@@ -114,6 +114,13 @@ class TinyStoriesCorpus:
                 f"data.corpus.prompt_sentences={self.prompt_sentences} must be at least 1."
             )
 
+    def source_files(self) -> list[Path]:
+        if self.source == "hub":
+            return []
+        if self.source == "sample":
+            return list(SAMPLE_FILES.values())
+        return [Path(self.train_file), Path(self.validation_file)]
+
     def load(self) -> DatasetDict:
         raw = self._load_text()
         held_out = raw["validation"].train_test_split(test_size=self.test_size, seed=self.seed)

@@ -141,6 +141,17 @@ class WritingPromptsCorpus:
                 "folder holding {train,valid,test}.wp_source and .wp_target."
             )
 
+    def source_files(self) -> list[Path]:
+        if self.source == "hub":
+            return []
+        data_dir = SAMPLE_DIR if self.source == "sample" else Path(self.data_dir)
+        return [
+            data_dir / f"{name}.{suffix}"
+            for name in FILE_SPLITS.values()
+            for suffix in ("wp_source", "wp_target")
+            if (data_dir / f"{name}.{suffix}").is_file()
+        ]
+
     def load(self) -> DatasetDict:
         return self._load_raw().map(self._clean, batched=True, desc="Cleaning WritingPrompts")
 
