@@ -64,10 +64,17 @@ def test_loss_falls_over_a_real_epoch(tmp_path):
     assert sum(losses[-5:]) / 5 < losses[0] - 3.0
 
 
-def test_writingprompts_sample_trains_with_the_prompt_masked(tmp_path):
+def test_writingprompts_sample_trains_with_the_prompt_masked_in_length_groups(tmp_path):
     overrides = [o for o in TINY_RUN if o != "data=tinystories"]
     cfg = compose_config(
-        [*overrides, "data=writingprompts", "data.corpus.source=sample", "logger=csv"], tmp_path
+        [
+            *overrides,
+            "data=writingprompts",
+            "data.corpus.source=sample",
+            "logger=csv",
+            "data.group_by_length=true",
+        ],
+        tmp_path,
     )
     metrics = train(cfg)
     assert metrics["val/loss"] < 10.8 and "test/rouge1" in metrics

@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from storygen.data.cache import cache_key, load_or_prepare
 from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import StoryFormat, tokenize_stories
+from storygen.data.sampling import LengthGroupedBatchSampler
 from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class StoryDataModule(LightningDataModule):
         seed: int = 3407,
         num_proc: int | None = None,
         cache_dir: str | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -76,6 +78,7 @@ class StoryDataModule(LightningDataModule):
         }
         self.seed = seed
         self.num_proc = num_proc
+        self.group_by_length = group_by_length
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.collator = PromptMaskingCollator(pad_token_id=tokenizer.pad_token_id)
         self.stories: DatasetDict | None = None
@@ -116,19 +119,22 @@ class StoryDataModule(LightningDataModule):
         return {"stories": stories, "tokenized": tokenized}
 
     def train_dataloader(self) -> DataLoader:
+        if self.group_by_length:
+            lengths = [len(ids) for ids in self.tokenized["train"]["input_ids"]]
+            sampler = LengthGroupedBatchSampler(lengths, self.batch_size, seed=self.seed)
+            return self._loader("train", batch_sampler=sampler)
         generator = torch.Generator().manual_seed(self.seed)
-        return self._loader("train", self.batch_size, shuffle=True, generator=generator)
+        return self._loader("train", batch_size=self.batch_size, shuffle=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", self.eval_batch_size)
+        return self._loader("validation", batch_size=self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size)
+        return self._loader("test", batch_size=self.eval_batch_size)
 
-    def _loader(self, split: str, batch_size: int, **kwargs) -> DataLoader:
+    def _loader(self, split: str, **kwargs) -> DataLoader:
         return DataLoader(
             self.tokenized[split],
-            batch_size=batch_size,
             collate_fn=self.collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
