@@ -29,8 +29,12 @@ def file_signature(path: Path) -> tuple[str, int, int]:
 def cache_key(corpus: object, source_files: list[Path], *parts: object) -> str:
     corpus_fields = dataclasses.asdict(corpus) if dataclasses.is_dataclass(corpus) else corpus
     return Hasher.hash(
-        [type(corpus).__qualname__, corpus_fields, [file_signature(p) for p in source_files],
-         *parts]
+        [
+            type(corpus).__qualname__,
+            corpus_fields,
+            [file_signature(p) for p in source_files],
+            *parts,
+        ]
     )
 
 

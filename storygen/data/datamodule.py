@@ -88,7 +88,10 @@ class StoryDataModule(LightningDataModule):
         if self.tokenized is not None:
             return
         key = cache_key(
-            self.corpus, self.corpus.source_files(), self.tokenizer, self.story_format,
+            self.corpus,
+            self.corpus.source_files(),
+            self.tokenizer,
+            self.story_format,
             self.max_samples,
         )
         prepared = load_or_prepare(self.cache_dir, key, self._prepare)

@@ -37,6 +37,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         batches = []
         for start in range(0, len(order), self.window):
             window = sorted(order[start : start + self.window], key=self.lengths.__getitem__)
-            batches += [window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+            batches += [
+                window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)
+            ]
         for position in torch.randperm(len(batches), generator=generator).tolist():
             yield batches[position]

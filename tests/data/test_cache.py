@@ -36,10 +36,15 @@ def corpus_files(tmp_path: Path) -> tuple[Path, Path]:
     return train, valid
 
 
-def prepare(cache_dir: Path, files: tuple[Path, Path], tokenizer=TOKENIZER, prompt_sentences=1,
-            **options) -> StoryDataModule:
-    corpus = TinyStoriesCorpus(source="files", train_file=str(files[0]),
-                               validation_file=str(files[1]), prompt_sentences=prompt_sentences)
+def prepare(
+    cache_dir: Path, files: tuple[Path, Path], tokenizer=TOKENIZER, prompt_sentences=1, **options
+) -> StoryDataModule:
+    corpus = TinyStoriesCorpus(
+        source="files",
+        train_file=str(files[0]),
+        validation_file=str(files[1]),
+        prompt_sentences=prompt_sentences,
+    )
     datamodule = StoryDataModule(corpus, tokenizer, cache_dir=str(cache_dir), **options)
     datamodule.setup()
     return datamodule
