@@ -7,7 +7,6 @@ Hugging Face directory (an export) is loaded with plain transformers/peft.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from transformers import (
 )
 
 from storygen.errors import StorygenError
-from storygen.models.loader import prepare_tokenizer
+from storygen.models.loader import load_adapter_fp32, prepare_tokenizer
 
 
 def run_dir_of(ckpt_path: Path) -> Path:
@@ -68,16 +67,6 @@ def load_for_generation(
         model = load_trained_model(ckpt_path, model_cfg)
         return model.backbone, model.tokenizer
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
-    adapter_config = path / "adapter_config.json"
-    if not adapter_config.is_file():
+    if not (path / "adapter_config.json").is_file():
         return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tokenizer
-    from peft import PeftModel
-
-    base = base_model or json.loads(adapter_config.read_text()).get("base_model_name_or_path")
-    if not base or (base.startswith(("/", ".")) and not Path(base).exists()):
-        raise StorygenError(
-            f"the adapter in {path} names no base model it can find ({base!r}); "
-            "pass base_model=<hub id or local dir of the base model>."
-        )
-    backbone = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    return PeftModel.from_pretrained(backbone, str(path)), tokenizer
+    return load_adapter_fp32(path, base_model), tokenizer

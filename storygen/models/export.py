@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from storygen.errors import StorygenError
+from storygen.models.loader import load_adapter_fp32
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def merge_adapter(
     The base is loaded unquantized: a QLoRA adapter trained on 4-bit weights merges into the
     full-precision weights, the usual way to serve it.
     """
-    adapter_model = _load_adapter_fp32(adapter_dir)
+    adapter_model = load_adapter_fp32(adapter_dir)
     batch = tokenizer(MERGE_CHECK_TEXT, return_tensors="pt")
     expected = adapter_model(**batch).logits
     merged = adapter_model.merge_and_unload()
@@ -80,11 +81,3 @@ def merge_adapter(
     tokenizer.save_pretrained(merged_dir)
     log.info("Merged into %s (max |logit diff| %.2e)", merged_dir, max_diff)
     return merged_dir, max_diff
-
-
-def _load_adapter_fp32(adapter_dir: Path) -> PeftModel:
-    from peft import PeftConfig
-
-    base_path = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    return PeftModel.from_pretrained(base, str(adapter_dir)).eval()

@@ -7,6 +7,7 @@ of either: optional 4-bit quantization (bitsandbytes) and optional LoRA (peft).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -169,3 +170,18 @@ def build_skeleton(
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(architecture)
         return get_peft_model(model, lora) if lora is not None else model
+
+
+def load_adapter_fp32(adapter_dir: Path, base_model: str | None = None) -> PreTrainedModel:
+    """A saved peft adapter on an fp32 copy of its base (named in adapter_config.json)."""
+    from peft import PeftModel
+
+    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    base = base_model or config.get("base_model_name_or_path")
+    if not base or (base.startswith(("/", ".")) and not Path(base).exists()):
+        raise StorygenError(
+            f"the adapter in {adapter_dir} names no base model it can find ({base!r}); "
+            "pass base_model=<hub id or local dir of the base model>."
+        )
+    backbone = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    return PeftModel.from_pretrained(backbone, str(adapter_dir)).eval()
