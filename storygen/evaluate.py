@@ -21,6 +21,7 @@ from storygen.errors import StorygenError, exit_on_user_error
 from storygen.generation import generate_stories
 from storygen.metrics.plots import plot_lengths
 from storygen.metrics.story import score_stories
+from storygen.models.module import count_target_tokens
 from storygen.runs import check_exists, load_for_generation, saved_run_config
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def mean_loss(backbone, dataloader) -> float:
     total = tokens = 0.0
     backbone.eval()
     for batch in dataloader:
-        count = float((batch["labels"][:, 1:] != -100).sum())
+        count = float(count_target_tokens(batch["labels"]))
         total += float(backbone(**batch).loss) * count
         tokens += count
     return total / tokens if tokens else float("nan")

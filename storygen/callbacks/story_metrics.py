@@ -8,6 +8,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 
 from storygen.generation import GeneratedStory, GenerationSettings, generate_stories
+from storygen.metrics.lengths import word_counts
 from storygen.metrics.story import score_stories
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class StoryMetricsCallback(Callback):
                 import wandb
 
                 logger.log_table(key=f"{stage}/generations", columns=columns, data=rows)
-                lengths = [len(s["generation"].split()) for s in self.samples]
+                lengths = word_counts([s["generation"] for s in self.samples])
                 logger.experiment.log(
                     {
                         f"{stage}/length_histogram": wandb.Histogram(lengths),

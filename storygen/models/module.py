@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from storygen.data.formatting import IGNORE_INDEX
 from storygen.errors import StorygenError
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -47,9 +48,7 @@ class StoryLM(LightningModule):
 
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss over the batch's target tokens, and how many there were."""
-        loss = self(**batch)
-        target_tokens = (batch["labels"][:, 1:] != -100).sum()
-        return loss, target_tokens
+        return self(**batch), count_target_tokens(batch["labels"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self.model_step(batch)
@@ -88,10 +87,10 @@ class StoryLM(LightningModule):
             try:
                 return super().load_state_dict(state_dict, strict=strict, assign=assign)
             except RuntimeError as exc:
+                detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
                 raise StorygenError(
-                    f"the checkpoint does not fit this model ({str(exc).splitlines()[0]} "
-                    f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else ''}"
-                    "); load it with the model config it was trained with."
+                    f"the checkpoint does not fit this model ({detail}); "
+                    "load it with the model config it was trained with."
                 ) from None
         missing, unexpected = (
             sorted(trainable - state_dict.keys()),
@@ -131,6 +130,11 @@ class StoryLM(LightningModule):
     def _weight_decay(self) -> float:
         keywords = getattr(self.optimizer_factory, "keywords", {})
         return float(keywords.get("weight_decay", 0.0))
+
+
+def count_target_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """Tokens the loss is averaged over: labels after the shift, minus the masked ones."""
+    return (labels[:, 1:] != IGNORE_INDEX).sum()
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
