@@ -15,7 +15,7 @@ import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from storygen.checks import check_context_length, check_precision
+from storygen.checks import check_context_length, check_packing_isolation, check_precision
 from storygen.config import loggable_config, setup_environment
 from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
@@ -46,6 +46,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model, tokenizer=tokenizer)
     log.info("Parameters: %s", count_parameters(model.backbone))
     check_context_length(datamodule.story_format.max_length, model.backbone.config)
+    if datamodule.packing:
+        check_packing_isolation(model.backbone)
 
     try:
         for logger in loggers:

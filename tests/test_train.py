@@ -80,6 +80,30 @@ def test_writingprompts_sample_trains_with_the_prompt_masked_in_length_groups(tm
     assert metrics["val/loss"] < 10.8 and "test/rouge1" in metrics
 
 
+@pytest.mark.parametrize(
+    ("whole_stories", "batches"), [(True, 5), (False, 4)], ids=["whole", "run-on"]
+)
+def test_packed_training_runs_and_validates_on_unpacked_stories(whole_stories, batches, tmp_path):
+    cfg = compose_config(
+        [
+            *TINY_RUN,
+            "logger=csv",
+            "data.max_length=256",
+            "data.packing=true",
+            f"data.pack_whole_stories={whole_stories}",
+            "callbacks.story_metrics.num_prompts=0",
+        ],
+        tmp_path,
+    )
+    with open_dict(cfg):
+        cfg.test = False
+    metrics = train(cfg)
+    losses = train_loss_curve(tmp_path / "csv" / "metrics.csv")
+    # 48 stories of 108-170 tokens make 6 batches of 8 unpacked; whole, only the short ones
+    # pair up in 256 tokens (5 batches); run on, they fill 26 rows (4 batches)
+    assert len(losses) == batches and metrics["val/loss"] < 10.8
+
+
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "storygen.train", *args],
@@ -120,8 +144,16 @@ def test_quickstart_runs_offline_and_the_loss_falls(tmp_path):
             "error: data file /no/such/train.txt does not exist",
         ),
         (["data.corpus.source=sideways"], "data.corpus.source='sideways' is not known"),
+        (
+            [
+                "model.backbone.architecture._target_=transformers.BloomConfig",
+                "model.backbone.attn_implementation=eager",
+                "data.packing=true",
+            ],
+            "error: data.packing=true, but BloomForCausalLM (attention eager) lets packed",
+        ),
     ],
-    ids=["unknown-option", "missing-data-file", "unknown-source"],
+    ids=["unknown-option", "missing-data-file", "unknown-source", "packing-without-isolation"],
 )
 def test_bad_input_gives_one_clear_line(overrides, expected, tmp_path):
     result = run_cli(*TINY_RUN, *overrides, f"paths.root_dir={tmp_path}", cwd=tmp_path)

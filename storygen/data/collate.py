@@ -22,6 +22,9 @@ class PromptMaskingCollator:
      'labels': tensor([[-100, 6, 7], [8, 9, -100]])}
 
     GPT-2 pads with its EOS id, so masking by id would also drop the real EOS labels.
+
+    Packed rows (see `storygen.data.packing`) also get `position_ids`; their padding becomes
+    one more "story" of its own (positions 0, 1, ...) that nothing attends to or learns.
     """
 
     pad_token_id: int
@@ -31,12 +34,18 @@ class PromptMaskingCollator:
         width = max(len(example["input_ids"]) for example in examples)
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        packed = "position_ids" in examples[0]
         input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
         labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        position_ids = torch.zeros((len(examples), width), dtype=torch.long)
         for row, example in enumerate(examples):
             length = len(example["input_ids"])
             input_ids[row, :length] = torch.tensor(example["input_ids"])
-            attention_mask[row, :length] = 1
             labels[row, :length] = torch.tensor(example["labels"])
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+            attention_mask[row, :length] = 1
+            if packed:
+                position_ids[row, :length] = torch.tensor(example["position_ids"])
+                position_ids[row, length:] = torch.arange(width - length)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return batch | {"position_ids": position_ids} if packed else batch

@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from storygen.data.cache import cache_key, load_or_prepare
 from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import StoryFormat, tokenize_stories
+from storygen.data.packing import pack_stories
 from storygen.data.sampling import LengthGroupedBatchSampler
 from storygen.errors import StorygenError
 
@@ -63,6 +64,8 @@ class StoryDataModule(LightningDataModule):
         num_proc: int | None = None,
         cache_dir: str | None = None,
         group_by_length: bool = False,
+        packing: bool = False,
+        pack_whole_stories: bool = True,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -79,6 +82,8 @@ class StoryDataModule(LightningDataModule):
         self.seed = seed
         self.num_proc = num_proc
         self.group_by_length = group_by_length
+        self.packing = packing
+        self.pack_whole_stories = pack_whole_stories
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.collator = PromptMaskingCollator(pad_token_id=tokenizer.pad_token_id)
         self.stories: DatasetDict | None = None
@@ -93,6 +98,7 @@ class StoryDataModule(LightningDataModule):
             self.tokenizer,
             self.story_format,
             self.max_samples,
+            self.packing and ("whole" if self.pack_whole_stories else "run-on"),
         )
         prepared = load_or_prepare(self.cache_dir, key, self._prepare)
         self.stories, self.tokenized = prepared["stories"], prepared["tokenized"]
@@ -119,6 +125,18 @@ class StoryDataModule(LightningDataModule):
             remove_columns=stories["train"].column_names,
             desc="Tokenizing",
         )
+        if self.packing:
+            # Validation and test stay one story per row: their loss reads the same either way.
+            tokenized["train"] = tokenized["train"].map(
+                partial(
+                    pack_stories,
+                    max_length=self.story_format.max_length,
+                    whole_stories=self.pack_whole_stories,
+                ),
+                batched=True,
+                num_proc=self.num_proc,
+                desc="Packing",
+            )
         return {"stories": stories, "tokenized": tokenized}
 
     def train_dataloader(self) -> DataLoader:

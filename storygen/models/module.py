@@ -44,7 +44,7 @@ class StoryLM(LightningModule):
         self.test_loss = MeanMetric()
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
-        return self.backbone(**batch).loss
+        return self.backbone(**model_inputs(batch)).loss
 
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss over the batch's target tokens, and how many there were."""
@@ -130,6 +130,18 @@ class StoryLM(LightningModule):
     def _weight_decay(self) -> float:
         keywords = getattr(self.optimizer_factory, "keywords", {})
         return float(keywords.get("weight_decay", 0.0))
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A collated batch as the backbone takes it for a loss.
+
+    Packed rows (with `position_ids`) go without their attention mask: transformers keeps
+    packed stories apart only when given position_ids, no mask and no KV cache. A loss never
+    needs the cache anyway.
+    """
+    if "position_ids" in batch:
+        batch = {key: value for key, value in batch.items() if key != "attention_mask"}
+    return batch | {"use_cache": False}
 
 
 def count_target_tokens(labels: torch.Tensor) -> torch.Tensor:
