@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
+from storygen.errors import StorygenError
 from storygen.run_summary import train_loss_curve
 from storygen.train import train
 from tests.conftest import ROOT, TINY_RUN, compose_config
@@ -102,6 +103,21 @@ def test_packed_training_runs_and_validates_on_unpacked_stories(whole_stories, b
     # 48 stories of 108-170 tokens make 6 batches of 8 unpacked; whole, only the short ones
     # pair up in 256 tokens (5 batches); run on, they fill 26 rows (4 batches)
     assert len(losses) == batches and metrics["val/loss"] < 10.8
+
+
+def test_a_streamed_run_trains_for_max_steps_and_asks_for_them(tmp_path):
+    streamed = [*TINY_RUN, "logger=csv", "data.streaming=true"]
+    streamed += ["callbacks.story_metrics.num_prompts=0"]
+    with pytest.raises(StorygenError, match="set trainer.max_steps"):
+        train(compose_config(streamed, tmp_path / "no-steps"))
+    cfg = compose_config(
+        [*streamed, "trainer.max_steps=3", "trainer.val_check_interval=3"], tmp_path
+    )
+    with open_dict(cfg):
+        cfg.test = False
+    metrics = train(cfg)
+    assert len(train_loss_curve(tmp_path / "csv" / "metrics.csv")) == 3
+    assert metrics["val/loss"] < 10.9
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

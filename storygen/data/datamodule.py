@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
@@ -24,6 +24,7 @@ from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import StoryFormat, tokenize_stories
 from storygen.data.packing import pack_stories
 from storygen.data.sampling import LengthGroupedBatchSampler
+from storygen.data.streams import Split, map_split
 from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ SPLITS = ("train", "validation", "test")
 
 
 class StoryCorpus(Protocol):
-    def load(self) -> DatasetDict:
-        """Splits train/validation/test with string columns `prompt` and `story`."""
+    def load(self, streaming: bool = False) -> dict[str, Split]:
+        """Splits train/validation/test with string columns `prompt` and `story`; with
+        `streaming`, train is an IterableDataset read as training goes."""
 
     def source_files(self) -> list[Path]:
         """Local files the corpus reads (none for the hub), so edits invalidate the cache."""
@@ -66,6 +68,8 @@ class StoryDataModule(LightningDataModule):
         group_by_length: bool = False,
         packing: bool = False,
         pack_whole_stories: bool = True,
+        streaming: bool = False,
+        shuffle_buffer: int = 10_000,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -84,78 +88,109 @@ class StoryDataModule(LightningDataModule):
         self.group_by_length = group_by_length
         self.packing = packing
         self.pack_whole_stories = pack_whole_stories
+        self.streaming = streaming
+        self.shuffle_buffer = shuffle_buffer
+        if streaming and group_by_length:
+            raise StorygenError(
+                "data.group_by_length=true sorts stories by length, which a stream does not "
+                "know ahead; use data.packing=true with data.streaming=true instead."
+            )
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.collator = PromptMaskingCollator(pad_token_id=tokenizer.pad_token_id)
-        self.stories: DatasetDict | None = None
-        self.tokenized: DatasetDict | None = None
+        self.stories: dict[str, Split] | None = None
+        self.tokenized: dict[str, Split] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.tokenized is not None:
             return
-        key = cache_key(
-            self.corpus,
-            self.corpus.source_files(),
-            self.tokenizer,
-            self.story_format,
-            self.max_samples,
-            self.packing and ("whole" if self.pack_whole_stories else "run-on"),
-        )
-        prepared = load_or_prepare(self.cache_dir, key, self._prepare)
+        if self.streaming:
+            # A stream cannot be cached; its evaluation splits are small enough to redo.
+            prepared = self._prepare()
+        else:
+            key = cache_key(
+                self.corpus,
+                self.corpus.source_files(),
+                self.tokenizer,
+                self.story_format,
+                self.max_samples,
+                self.packing and ("whole" if self.pack_whole_stories else "run-on"),
+            )
+            prepared = load_or_prepare(self.cache_dir, key, self._prepare)
         self.stories, self.tokenized = prepared["stories"], prepared["tokenized"]
         log.info(
             "Stories: %s",
-            ", ".join(f"{split} {len(self.tokenized[split]):,}" for split in SPLITS),
+            ", ".join(
+                f"{split} {len(rows):,}" if isinstance(rows, Dataset) else f"{split} streamed"
+                for split, rows in self.tokenized.items()
+            ),
         )
 
-    def _prepare(self) -> dict[str, DatasetDict]:
-        stories = self.corpus.load()
+    def _prepare(self) -> dict[str, dict[str, Split]]:
+        stories = self.corpus.load(streaming=self.streaming)
         for split in SPLITS:
-            limit = self.max_samples[split]
-            if limit is not None:
-                stories[split] = stories[split].select(range(min(limit, len(stories[split]))))
-            if len(stories[split]) == 0:
-                raise StorygenError(
-                    f"the {split} split has no stories; check the data files or "
-                    "data.max_train_samples / data.max_eval_samples."
-                )
-        tokenized = stories.map(
-            partial(tokenize_stories, tokenizer=self.tokenizer, story_format=self.story_format),
-            batched=True,
-            num_proc=self.num_proc,
-            remove_columns=stories["train"].column_names,
-            desc="Tokenizing",
-        )
+            stories[split] = self._limit(split, stories[split])
+        columns = stories["validation"].column_names
+        tokenized = {
+            split: map_split(
+                rows,
+                partial(tokenize_stories, tokenizer=self.tokenizer, story_format=self.story_format),
+                "Tokenizing",
+                num_proc=self.num_proc,
+                remove_columns=columns,
+            )
+            for split, rows in stories.items()
+        }
         if self.packing:
             # Validation and test stay one story per row: their loss reads the same either way.
-            tokenized["train"] = tokenized["train"].map(
+            tokenized["train"] = map_split(
+                tokenized["train"],
                 partial(
                     pack_stories,
                     max_length=self.story_format.max_length,
                     whole_stories=self.pack_whole_stories,
                 ),
-                batched=True,
+                "Packing",
                 num_proc=self.num_proc,
-                desc="Packing",
             )
-        return {"stories": stories, "tokenized": tokenized}
+        if self.streaming:
+            return {"stories": stories, "tokenized": tokenized}
+        return {"stories": DatasetDict(stories), "tokenized": DatasetDict(tokenized)}
+
+    def _limit(self, split: str, rows: Split) -> Split:
+        limit = self.max_samples[split]
+        if isinstance(rows, IterableDataset):
+            return rows if limit is None else rows.take(limit)
+        if limit is not None:
+            rows = rows.select(range(min(limit, len(rows))))
+        if len(rows) == 0:
+            raise StorygenError(
+                f"the {split} split has no stories; check the data files or "
+                "data.max_train_samples / data.max_eval_samples."
+            )
+        return rows
 
     def train_dataloader(self) -> DataLoader:
+        train = self.tokenized["train"]
+        if isinstance(train, IterableDataset):
+            # the shuffle buffer holds tokenized stories; its order depends only on the seed
+            stream = train.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
+            return self._loader(stream, batch_size=self.batch_size)
         if self.group_by_length:
-            lengths = [len(ids) for ids in self.tokenized["train"]["input_ids"]]
+            lengths = [len(ids) for ids in train["input_ids"]]
             sampler = LengthGroupedBatchSampler(lengths, self.batch_size, seed=self.seed)
-            return self._loader("train", batch_sampler=sampler)
+            return self._loader(train, batch_sampler=sampler)
         generator = torch.Generator().manual_seed(self.seed)
-        return self._loader("train", batch_size=self.batch_size, shuffle=True, generator=generator)
+        return self._loader(train, batch_size=self.batch_size, shuffle=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", batch_size=self.eval_batch_size)
+        return self._loader(self.tokenized["validation"], batch_size=self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", batch_size=self.eval_batch_size)
+        return self._loader(self.tokenized["test"], batch_size=self.eval_batch_size)
 
-    def _loader(self, split: str, **kwargs) -> DataLoader:
+    def _loader(self, rows: Split, **kwargs) -> DataLoader:
         return DataLoader(
-            self.tokenized[split],
+            rows,
             collate_fn=self.collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

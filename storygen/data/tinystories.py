@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, load_dataset
 
 from storygen.data.sentences import split_opening
+from storygen.data.streams import Split, load_hub_splits, map_split, stream_train
 from storygen.errors import StorygenError
 
 SEPARATOR = "<|endoftext|>"
@@ -121,29 +122,28 @@ class TinyStoriesCorpus:
             return list(SAMPLE_FILES.values())
         return [Path(self.train_file), Path(self.validation_file)]
 
-    def load(self) -> DatasetDict:
-        raw = self._load_text()
+    def load(self, streaming: bool = False) -> dict[str, Split]:
+        raw = stream_train(self._load_text(streaming), streaming)
         held_out = raw["validation"].train_test_split(test_size=self.test_size, seed=self.seed)
-        splits = DatasetDict(
-            train=raw["train"], validation=held_out["train"], test=held_out["test"]
-        )
-        return splits.map(
-            self._split_prompt,
-            batched=True,
-            remove_columns=splits["train"].column_names,
-            desc="Splitting openings",
-        )
+        splits = {"train": raw["train"], "validation": held_out["train"], "test": held_out["test"]}
+        return {
+            split: map_split(
+                stories, self._split_prompt, "Splitting openings", remove_columns=["text"]
+            )
+            for split, stories in splits.items()
+        }
 
-    def _load_text(self) -> DatasetDict:
+    def _load_text(self, streaming: bool) -> dict[str, Split]:
         if self.source == "hub":
-            hub = load_dataset(self.hub_id)
-            return DatasetDict(train=hub["train"], validation=hub["validation"])
+            names = {"train": "train", "validation": "validation"}
+            splits = load_hub_splits(self.hub_id, names, streaming)
+            return {split: stories.select_columns(["text"]) for split, stories in splits.items()}
         files = (
             SAMPLE_FILES
             if self.source == "sample"
             else {"train": Path(self.train_file), "validation": Path(self.validation_file)}
         )
-        return DatasetDict({split: load_text_file(Path(path)) for split, path in files.items()})
+        return {split: load_text_file(Path(path)) for split, path in files.items()}
 
     def _split_prompt(self, batch: dict[str, list]) -> dict[str, list[str]]:
         pairs = [split_opening(text.strip(), self.prompt_sentences) for text in batch["text"]]

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
+from storygen.data.streams import Split, load_hub_splits, map_split, stream_train
 from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
@@ -152,26 +153,19 @@ class WritingPromptsCorpus:
             if (data_dir / f"{name}.{suffix}").is_file()
         ]
 
-    def load(self) -> DatasetDict:
-        return self._load_raw().map(self._clean, batched=True, desc="Cleaning WritingPrompts")
+    def load(self, streaming: bool = False) -> dict[str, Split]:
+        return {
+            split: map_split(pairs, self._clean, "Cleaning WritingPrompts")
+            for split, pairs in stream_train(self._load_raw(streaming), streaming).items()
+        }
 
-    def _load_raw(self) -> DatasetDict:
+    def _load_raw(self, streaming: bool) -> dict[str, Split]:
         if self.source == "hub":
-            hub = load_dataset(self.hub_id)
-            return DatasetDict(
-                {
-                    split: hub[name].select_columns(["prompt", "story"])
-                    for split, name in (
-                        ("train", "train"),
-                        ("validation", "validation"),
-                        ("test", "test"),
-                    )
-                }
-            )
+            names = {"train": "train", "validation": "validation", "test": "test"}
+            splits = load_hub_splits(self.hub_id, names, streaming)
+            return {name: rows.select_columns(["prompt", "story"]) for name, rows in splits.items()}
         data_dir = SAMPLE_DIR if self.source == "sample" else Path(self.data_dir)
-        return DatasetDict(
-            {split: read_split_files(data_dir, name) for split, name in FILE_SPLITS.items()}
-        )
+        return {split: read_split_files(data_dir, name) for split, name in FILE_SPLITS.items()}
 
     def _clean(self, batch: dict[str, list[str]]) -> dict[str, list[str]]:
         tags = [split_tag(prompt)[0] for prompt in batch["prompt"]]

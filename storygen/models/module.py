@@ -121,6 +121,11 @@ class StoryLM(LightningModule):
         total_steps = self.trainer.estimated_stepping_batches
         if not math.isfinite(total_steps):
             total_steps = self.trainer.max_steps
+        if total_steps < 1:
+            raise StorygenError(
+                "the learning-rate schedule needs the number of training steps, and a streamed "
+                "dataset has no length; set trainer.max_steps (e.g. trainer.max_steps=10000)."
+            )
         scheduler = self.scheduler_factory(optimizer, num_training_steps=int(total_steps))
         return {
             "optimizer": optimizer,
