@@ -9,6 +9,8 @@ from transformers import PreTrainedTokenizerBase
 from storygen.errors import StorygenError
 
 IGNORE_INDEX = -100
+# token ids only: no attention masks or special tokens the collator would throw away
+NO_EXTRAS = {"add_special_tokens": False, "return_attention_mask": False}
 
 
 @dataclass(frozen=True)
@@ -40,20 +42,22 @@ def tokenize_stories(
 ) -> dict[str, list[list[int]]]:
     """Batched `datasets.map` function: input_ids and labels for each (prompt, story).
 
-    Prompt and story are tokenized apart so the prompt/story boundary is exact; each example
+    A masked prompt is tokenized apart from its story so the prompt/story boundary is exact;
+    a trained-on prompt is tokenized with its story in one call, as one text. Each example
     ends with EOS and keeps EOS's label, so the model learns where stories stop.
     """
     prompts = [story_format.render_prompt(prompt) for prompt in batch["prompt"]]
-    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    story_ids = tokenizer(batch["story"], add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
+    cut, eos = story_format.max_length - 1, tokenizer.eos_token_id
+    if story_format.train_on_prompt:
+        texts = [prompt + story for prompt, story in zip(prompts, batch["story"])]
+        input_ids = [ids[:cut] + [eos] for ids in tokenizer(texts, **NO_EXTRAS)["input_ids"]]
+        return {"input_ids": input_ids, "labels": input_ids}
+    prompt_ids = tokenizer(prompts, **NO_EXTRAS)["input_ids"]
+    story_ids = tokenizer(batch["story"], **NO_EXTRAS)["input_ids"]
     input_ids, labels = [], []
     for prompt, story in zip(prompt_ids, story_ids):
-        ids = (prompt + story)[: story_format.max_length - 1] + [eos]
-        target = list(ids)
-        if not story_format.train_on_prompt:
-            masked = min(len(prompt), len(ids) - 1)
-            target[:masked] = [IGNORE_INDEX] * masked
+        ids = (prompt + story)[:cut] + [eos]
+        masked = min(len(prompt), len(ids) - 1)
         input_ids.append(ids)
-        labels.append(target)
+        labels.append([IGNORE_INDEX] * masked + ids[masked:])
     return {"input_ids": input_ids, "labels": labels}
