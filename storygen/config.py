@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
@@ -34,6 +35,18 @@ def run_name(override_dirname: str = "") -> str | None:
     return override_dirname or None
 
 
+def run_group(task_name: str) -> str:
+    """The jobs of one sweep share a W&B group named after the sweep; a single run is
+    grouped by its task."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        sweep_dir = Path(HydraConfig.get().sweep.dir)
+        return f"{task_name}-{sweep_dir.parent.name}-{sweep_dir.name}"
+    return task_name
+
+
 def setup_environment() -> None:
     """Read `.env` (without overriding the shell) and register storygen's config resolvers."""
     load_dotenv(override=False)
@@ -41,6 +54,7 @@ def setup_environment() -> None:
         "storygen.default_precision": default_precision,
         "storygen.wandb_offline": wandb_offline,
         "storygen.run_name": run_name,
+        "storygen.run_group": run_group,
     }
     for name, resolver in resolvers.items():
         OmegaConf.register_new_resolver(name, resolver, replace=True)

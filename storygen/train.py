@@ -7,12 +7,17 @@ Compose the config (conf/train.yaml), instantiate model -> data -> callbacks -> 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 import wandb
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from storygen.checks import check_context_length, check_packing_isolation, check_precision
@@ -20,6 +25,7 @@ from storygen.config import loggable_config, setup_environment
 from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
+from storygen.run_record import RECORD_FILE, RunRecord
 from storygen.run_summary import summarize_run, wandb_run_dir
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,28 @@ def instantiate_group(group: DictConfig | None) -> list:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, test and export; `run.json` records the run whether it completes or fails."""
+    record = RunRecord(
+        task_name=cfg.task_name,
+        overrides=job_overrides(),
+        optimized_metric=cfg.optimized_metric,
+    )
+    loggers: list = []
+    try:
+        return _train(cfg, record, loggers)
+    except BaseException as exc:
+        record.fail(exc)
+        raise
+    finally:
+        record.finish()
+        if rank_zero_only.rank == 0:  # DDP ranks share the run dir; rank 0 speaks for them
+            record.write(cfg.paths.output_dir)
+        publish_record(record)
+        # Without this, the next job of a multirun would log into this job's W&B run.
+        wandb.finish(exit_code=0 if record.status == "completed" else 1)
+
+
+def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
 
     # Everything cheap first, so a bad option fails before a 7B model is downloaded.
@@ -38,47 +66,77 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("Building data <%s>", cfg.data._target_)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
     callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
+    loggers += instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_precision(trainer)
 
     log.info("Building model <%s>", cfg.model._target_)
     model = instantiate(cfg.model, tokenizer=tokenizer)
-    log.info("Parameters: %s", count_parameters(model.backbone))
+    parameters = count_parameters(model.backbone)
+    record.parameters = {"trainable": parameters.trainable, "total": parameters.total}
+    log.info("Parameters: %s", parameters)
     check_context_length(datamodule.story_format.max_length, model.backbone.config)
     if datamodule.packing:
         check_packing_isolation(model.backbone)
 
-    try:
-        for logger in loggers:
-            logger.log_hyperparams(loggable_config(cfg))
-        metrics: dict[str, float] = {}
-        if cfg.train:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-            metrics |= {key: float(value) for key, value in trainer.callback_metrics.items()}
-        if cfg.test:
-            best = (
-                trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    for logger in loggers:
+        logger.log_hyperparams(loggable_config(cfg) | {"overrides": record.overrides})
+    if cfg.train:
+        started = time.perf_counter()
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        record.fit_took(time.perf_counter() - started)
+        record.train_tokens = int(  # each DDP rank counts its own share
+            trainer.strategy.reduce(
+                torch.tensor(datamodule.train_tokens, device=trainer.strategy.root_device),
+                reduce_op="sum",
             )
-            # the best checkpoint of this fit, else the one given to test (train=false)
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or cfg.ckpt_path)
-            metrics |= {key: float(value) for key, value in trainer.callback_metrics.items()}
-        if cfg.export and cfg.train:
-            export = export_backbone(
-                model.backbone, model.tokenizer, Path(cfg.paths.output_dir) / "export"
-            )
-            log.info("Exported the trained model to %s", export.model_dir)
-        log.info(summarize_run(trainer, wandb_run_dir(trainer)))
-    finally:
-        # Without this, the next job of a multirun would log into this job's W&B run.
-        wandb.finish()
-    return metrics
+        )
+        record.metrics |= {key: float(value) for key, value in trainer.callback_metrics.items()}
+    if cfg.test:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        # the best checkpoint of this fit, else the one given to test (train=false)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or cfg.ckpt_path)
+        record.metrics |= {key: float(value) for key, value in trainer.callback_metrics.items()}
+    if cfg.export and cfg.train and trainer.is_global_zero:
+        export = export_backbone(
+            model.backbone, model.tokenizer, Path(cfg.paths.output_dir) / "export"
+        )
+        log.info("Exported the trained model to %s", export.model_dir)
+    log.info(summarize_run(trainer, wandb_run_dir(trainer)))
+    return record.metrics
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides of this job (a sweep's job gets its own combination)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def publish_record(record: RunRecord) -> None:
+    """Put the run record in the W&B run's summary, so online comparisons see it too."""
+    if wandb.run is not None:
+        wandb.run.summary.update(
+            {key: value for key, value in record.as_dict().items() if key != "metrics"}
+        )
+
+
+def in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with exit_on_user_error():
-        metrics = train(cfg)
+    try:
+        with exit_on_user_error():
+            metrics = train(cfg)
+    except (Exception, SystemExit) as exc:
+        if not in_sweep():
+            raise
+        # One failed job must not end the sweep: it is recorded in run.json, logged here
+        # (traceback included, in the job's log file) and reported as NaN to the sweeper.
+        if not isinstance(exc, SystemExit):
+            log.exception("This job failed")
+        log.error("Job failed; the sweep goes on. See %s", Path(cfg.paths.output_dir) / RECORD_FILE)
+        return float("nan")
     return metrics.get(cfg.optimized_metric)
 
 

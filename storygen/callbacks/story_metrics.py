@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
@@ -29,6 +31,7 @@ class StoryMetricsCallback(Callback):
         num_test_prompts: int | None = None,
         batch_size: int = 8,
         seed: int = 0,
+        generations_dir: str | None = None,
     ) -> None:
         self.generation = generation
         self.num_prompts = {
@@ -37,6 +40,7 @@ class StoryMetricsCallback(Callback):
         }
         self.batch_size = batch_size
         self.seed = seed
+        self.generations_dir = Path(generations_dir) if generations_dir else None
         self.samples: list[dict[str, str]] = []
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -70,6 +74,19 @@ class StoryMetricsCallback(Callback):
             for prompt, story in zip(prompts, stories)
         ]
         self._log_table(trainer, stage, stories)
+        if self.generations_dir is not None and trainer.is_global_zero:
+            self._write_generations(stage, stories)
+
+    def _write_generations(self, stage: str, stories: list[GeneratedStory]) -> None:
+        """The latest stories of a stage as JSON lines, for `storygen.compare` and for reading."""
+        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            json.dumps(
+                sample | {"new_tokens": story.new_tokens, "ended_with_eos": story.ended_with_eos}
+            )
+            for sample, story in zip(self.samples, stories)
+        ]
+        (self.generations_dir / f"{stage}.jsonl").write_text("\n".join(lines) + "\n")
 
     def _log_table(self, trainer: Trainer, stage: str, stories: list[GeneratedStory]) -> None:
         columns = ["step", "prompt", "reference", "generation", "new_tokens", "ended_with_eos"]

@@ -97,6 +97,7 @@ class StoryDataModule(LightningDataModule):
             )
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.collator = PromptMaskingCollator(pad_token_id=tokenizer.pad_token_id)
+        self.train_tokens = 0
         self.stories: dict[str, Split] | None = None
         self.tokenized: dict[str, Split] | None = None
 
@@ -197,6 +198,13 @@ class StoryDataModule(LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             **kwargs,
         )
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Count the story tokens trained on while the batch is still on the CPU (no device
+        sync), for the run's tokens per second."""
+        if self.trainer is not None and self.trainer.training:
+            self.train_tokens += int(batch["attention_mask"].sum())
+        return batch
 
     def story_prompts(self, split: str, count: int) -> list[StoryPrompt]:
         """The first `count` stories of a split: a fixed prompt set, the same at every step."""

@@ -1,0 +1,182 @@
+"""Sweeps through the real CLI: one dir, one W&B run and one run.json per job, a failed job
+that does not end the sweep, an Optuna search, a parallel launcher, and the compare report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, TINY_RUN
+
+pytestmark = pytest.mark.slow
+
+# Fewer stories than the other tests: a sweep runs several jobs.
+SWEEP_RUN = [
+    *[o for o in TINY_RUN if not o.startswith(("data=", "model=", "data.max_train"))],
+    "data.max_train_samples=16",
+    "callbacks.story_metrics.num_prompts=2",
+    "callbacks.story_metrics.num_test_prompts=4",
+]
+
+
+def sweep(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
+    sweep_dir = tmp_path / "multirun" / "2026-11-28" / "12-00-00"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "storygen.train",
+            "-m",
+            *SWEEP_RUN,
+            *overrides,
+            f"paths.root_dir={tmp_path}",
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result, sweep_dir
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def run_json(job_dir: Path) -> dict:
+    return json.loads((job_dir / "run.json").read_text())
+
+
+def compare(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "storygen.compare", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_a_2x2_sweep_gives_four_runs_in_one_wandb_group_and_a_report(tmp_path):
+    _, sweep_dir = sweep(
+        tmp_path,
+        "model=gpt2_tiny,mistral_tiny_lora",
+        "data=tinystories,writingprompts",
+        "data.corpus.source=sample",
+    )
+    jobs = job_dirs(sweep_dir)
+    assert len(jobs) == 4
+    names = set()
+    for job in jobs:
+        record = run_json(job)
+        assert record["status"] == "completed", record
+        assert record["metrics"]["val/loss"] > 0 and record["tokens_per_s"] > 0
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        assert (job / "csv" / "metrics.csv").is_file()
+        assert (job / "generations" / "test.jsonl").is_file()
+        wandb_runs = list(job.glob("wandb/offline-run-*/run-*.wandb"))
+        assert len(wandb_runs) == 1, wandb_runs
+        run_bytes = wandb_runs[0].read_bytes()
+        # one group for the whole sweep, named after it; each run named after its overrides
+        assert b"train-2026-11-28-12-00-00" in run_bytes
+        # Hydra's override_dirname: the job's overrides sorted by key, paths left out
+        name = ",".join(sorted(o for o in record["overrides"] if o.startswith(("model=", "data="))))
+        assert name.encode() in run_bytes
+        names.add(name)
+    assert len(names) == 4
+
+    result = compare(str(sweep_dir))
+    assert result.returncode == 0, result.stderr
+    report = (sweep_dir / "compare" / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "completed" in line]
+    assert len(rows) == 4
+    for figure in ("loss_curves.png", "rouge.png", "lengths.png"):
+        assert (sweep_dir / "compare" / figure).stat().st_size > 10_000
+
+
+def test_a_failing_job_does_not_end_a_parallel_sweep(tmp_path):
+    # data.max_length=1 is refused (a story needs at least one token and EOS)
+    result, sweep_dir = sweep(
+        tmp_path,
+        "model=gpt2_tiny",
+        "data.corpus.source=sample",
+        "data.max_length=64,1",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )
+    completed, failed = (run_json(job) for job in job_dirs(sweep_dir))
+    assert completed["status"] == "completed"
+    assert failed["status"] == "failed"
+    assert "data.max_length=1 must be at least 2" in failed["error"]
+
+    report = compare(str(sweep_dir))
+    assert report.returncode == 0, report.stderr
+    table = (sweep_dir / "compare" / "report.md").read_text()
+    assert "failed" in table and "data.max_length=1 must be at least 2" in table
+
+
+def test_an_optuna_search_returns_the_metric_of_each_trial(tmp_path):
+    _, sweep_dir = sweep(
+        tmp_path,
+        "model=gpt2_tiny",
+        "data.corpus.source=sample",
+        "hparams_search=gpt2_optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=3",
+        "logger=csv",
+    )
+    trials = [run_json(job) for job in job_dirs(sweep_dir)]
+    assert len(trials) == 3 and all(t["status"] == "completed" for t in trials)
+    learning_rates = {
+        o for t in trials for o in t["overrides"] if o.startswith("model.optimizer.lr")
+    }
+    assert len(learning_rates) == 3
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(t["metrics"]["val/loss"] for t in trials))
+
+
+def train_cli(tmp_path: Path, *overrides: str) -> dict:
+    run_dir = tmp_path / "run"
+    tmp_path.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "storygen.train",
+            *SWEEP_RUN,
+            "model=gpt2_tiny",
+            "data.corpus.source=sample",
+            "data.max_train_samples=128",
+            *overrides,
+            f"paths.root_dir={tmp_path}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1
+    return run_json(run_dir)
+
+
+def test_ddp_on_two_cpu_processes_learns_like_one_process(tmp_path):
+    # the same 128 stories and 8 steps: 2 ranks x batch 8 against 1 process x batch 16
+    ddp = train_cli(tmp_path / "ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    single = train_cli(tmp_path / "single", "data.batch_size=16")
+    assert ddp["status"] == single["status"] == "completed"
+    assert ddp["metrics"]["val/loss"] < 10.5 and single["metrics"]["val/loss"] < 10.5
+    assert abs(ddp["metrics"]["val/loss"] - single["metrics"]["val/loss"]) < 0.15
+    assert ddp["train_tokens"] == single["train_tokens"]  # counted over both ranks
