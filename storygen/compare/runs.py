@@ -1,0 +1,240 @@
+"""The runs to compare, read from their directories or from W&B into one record type."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from storygen.errors import StorygenError
+
+LOSS_CURVES = ("train/loss", "val/loss")
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+METRIC_PREFIXES = ("train/", "val/", "test/")
+# W&B run states (wandb.apis.public.Run.state) as run.json statuses; the rest are "incomplete".
+WANDB_STATUS = {
+    "finished": "completed",
+    "failed": "failed",
+    "crashed": "failed",
+    "killed": "failed",
+    "preempted": "failed",
+}
+RUN_DIR_HELP = "a run dir (outputs/<task>/<date>/<time>/) or a sweep dir (multirun/<date>/<time>/)"
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    """What the report shows of one run, read from its directory or from W&B alike."""
+
+    name: str
+    status: str
+    """completed, failed or incomplete (killed before it could write run.json)."""
+    error: str | None = None
+    overrides: tuple[str, ...] = ()
+    optimized_metric: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Final value of each logged metric: `val/loss`, `test/rouge1`, ..."""
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """(step, value) points of `train/loss` and `val/loss`."""
+    trainable_params: int | None = None
+    wall_time_s: float | None = None
+    tokens_per_s: float | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str | None = None
+    generations: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+
+    @property
+    def story_split(self) -> str | None:
+        """Story metrics come from the test split when the run was tested, else the last val."""
+        return next((s for s in ("test", "val") if f"{s}/rouge1" in self.metrics), None)
+
+    def story_metric(self, name: str) -> float | None:
+        return self.metrics.get(f"{self.story_split}/{name}")
+
+
+# --- local run directories ------------------------------------------------------------
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / ".hydra").is_dir()
+
+
+def find_run_dirs(path: Path) -> list[Path]:
+    """The run itself, or the numbered job dirs of a sweep, in job order."""
+    if not path.is_dir():
+        raise StorygenError(f"{path} does not exist or is not a directory; pass {RUN_DIR_HELP}.")
+    if is_run_dir(path):
+        return [path]
+    jobs = [child for child in path.iterdir() if is_run_dir(child)]
+    if not jobs:
+        raise StorygenError(
+            f"{path} holds no runs (no .hydra/ in it or its subdirs); pass {RUN_DIR_HELP}."
+        )
+    return sorted(jobs, key=lambda job: (not job.name.isdigit(), job.name.zfill(12)))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise StorygenError(f"{path} is not valid JSON ({exc}); fix or delete it.") from exc
+
+
+def read_metrics_csv(run_dir: Path) -> list[dict[str, str]]:
+    """Rows of every CSVLogger file under the run, oldest file first (a resumed run adds one)."""
+    rows: list[dict[str, str]] = []
+    for path in sorted(run_dir.glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime):
+        with path.open(newline="") as handle:
+            rows += list(csv.DictReader(handle))
+    return rows
+
+
+def last_logged_values(rows: list[dict[str, str]]) -> dict[str, float]:
+    """Each column's last non-empty value: the CSVLogger fills only the columns logged per row."""
+    values: dict[str, float] = {}
+    for row in rows:
+        values |= {key: float(v) for key, v in row.items() if v and key.startswith(METRIC_PREFIXES)}
+    return values
+
+
+def curve_from_rows(rows: list[dict[str, str]], key: str) -> list[tuple[int, float]]:
+    return [(int(float(row["step"])), float(row[key])) for row in rows if row.get(key)]
+
+
+Stories = tuple[tuple[str, ...], tuple[str, ...]]
+"""Generated stories and their references, in the same order."""
+
+
+def stories_of(rows: list[dict[str, Any]]) -> Stories:
+    return tuple(r["generation"] for r in rows), tuple(r["reference"] for r in rows)
+
+
+def read_stories(run_dir: Path) -> Stories:
+    """The stories of the test split, else of the last validation."""
+    for split in ("test", "val"):
+        path = run_dir / "generations" / f"{split}.jsonl"
+        if path.is_file():
+            lines = path.read_text().splitlines()
+            return stories_of([json.loads(line) for line in lines if line.strip()])
+    return (), ()
+
+
+def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
+    """A run from its files; without run.json (killed hard) it is incomplete, metrics from CSV."""
+    summary = read_json(run_dir / "run.json")
+    hydra_dir = run_dir / ".hydra"
+    config = (
+        OmegaConf.load(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").is_file() else {}
+    )
+    overrides = summary.get("overrides")
+    if overrides is None and (hydra_dir / "overrides.yaml").is_file():
+        overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
+    rows = read_metrics_csv(run_dir)
+    generations, references = read_stories(run_dir)
+    return ComparedRun(
+        name=name,
+        status=summary.get("status", "incomplete"),
+        error=summary.get("error"),
+        overrides=tuple(overrides or ()),
+        optimized_metric=summary.get("optimized_metric", config.get("optimized_metric")),
+        metrics=last_logged_values(rows) | (summary.get("metrics") or {}),
+        curves={key: curve_from_rows(rows, key) for key in LOSS_CURVES},
+        trainable_params=(summary.get("parameters") or {}).get("trainable"),
+        wall_time_s=summary.get("wall_time_s"),
+        tokens_per_s=summary.get("tokens_per_s"),
+        peak_memory_bytes=summary.get("peak_memory_bytes"),
+        peak_memory_kind=summary.get("peak_memory_kind"),
+        generations=generations,
+        references=references,
+    )
+
+
+def read_local_runs(dirs: list[Path]) -> list[ComparedRun]:
+    """Every run under the given dirs: named by job number, prefixed by their dir when several."""
+    names: dict[Path, str] = {}
+    for given in (d.resolve() for d in dirs):
+        for run in find_run_dirs(given):
+            prefix = [given.name] if len(dirs) > 1 else []
+            names.setdefault(run, "/".join(prefix + ([] if run == given else [run.name])))
+    return [read_run_dir(run, name or run.name) for run, name in names.items()]
+
+
+# --- W&B ----------------------------------------------------------------------------------
+
+
+def wandb_curve(run: Any, key: str) -> list[tuple[int, float]]:
+    """(step, value) points of one metric; Lightning logs its step as `trainer/global_step`."""
+    rows = run.scan_history(keys=["trainer/global_step", key])
+    return [(int(row["trainer/global_step"]), float(row[key])) for row in rows]
+
+
+def wandb_stories(run: Any, download_dir: Path) -> Stories:
+    """Stories from the `test/generations` (else `val/generations`) table the callback logs."""
+    for split in ("test", "val"):
+        table_file = run.summary.get(f"{split}/generations")
+        if table_file and table_file.get("path"):
+            with run.file(table_file["path"]).download(root=str(download_dir), replace=True) as f:
+                table = json.load(f)
+            return stories_of([dict(zip(table["columns"], row)) for row in table["data"]])
+    return (), ()
+
+
+def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
+    """A W&B run as a ComparedRun, so W&B and local runs share the report code.
+
+    Tested only against a fake with the attributes of `wandb.apis.public.Run` read here
+    (name, state, config, summary, scan_history, file), never against the live service.
+    run.json's fields (status, error, overrides, parameters, wall_time_s, tokens_per_s,
+    peak_memory_*) are read from the run summary under the same names when train put them
+    there; otherwise W&B's state and `_runtime` stand in.
+    """
+    summary = run.summary
+    status = WANDB_STATUS.get(run.state, "incomplete")
+    # wandb's HTTPSummary has keys() and get() but no __iter__
+    names = [k for k in summary.keys() if k.startswith(METRIC_PREFIXES)]  # noqa: SIM118
+    metrics = {key: summary.get(key) for key in names}
+    parameters = summary.get("parameters") or {}
+    generations, references = wandb_stories(run, download_dir)
+    return ComparedRun(
+        name=run.name,
+        status=status,
+        error=summary.get("error") or (f"W&B state: {run.state}" if status == "failed" else None),
+        overrides=tuple(summary.get("overrides") or ()),
+        optimized_metric=run.config.get("optimized_metric"),
+        metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+        curves={key: wandb_curve(run, key) for key in LOSS_CURVES},
+        trainable_params=parameters.get("trainable"),
+        wall_time_s=summary.get("wall_time_s", summary.get("_runtime")),
+        tokens_per_s=summary.get("tokens_per_s"),
+        peak_memory_bytes=summary.get("peak_memory_bytes"),
+        peak_memory_kind=summary.get("peak_memory_kind"),
+        generations=generations,
+        references=references,
+    )
+
+
+def read_wandb_runs(project: str, group: str) -> list[ComparedRun]:
+    import wandb
+
+    try:
+        runs = list(wandb.Api().runs(project, filters={"group": group}))
+    except (wandb.errors.Error, ValueError) as exc:
+        raise StorygenError(
+            f"could not read W&B project {project!r} ({exc}); pass --wandb ENTITY/PROJECT and set "
+            "WANDB_API_KEY (shell or .env)."
+        ) from exc
+    if not runs:
+        raise StorygenError(
+            f"W&B project {project!r} has no runs in group {group!r}; the group is the runs' "
+            "task_name (e.g. --group quickstart)."
+        )
+    with tempfile.TemporaryDirectory() as download_dir:
+        return [record_from_wandb(run, Path(download_dir)) for run in runs]

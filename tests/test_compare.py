@@ -1,0 +1,394 @@
+"""storygen.compare on hand-written run dirs in the format train leaves behind.
+
+Each fixture run has what a Hydra job dir holds (`.hydra/config.yaml`, `.hydra/overrides.yaml`),
+the CSVLogger's sparse `csv/metrics.csv`, `run.json` and `generations/{test,val}.jsonl`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pytest
+
+from storygen.compare import default_mode, read_local_runs, record_from_wandb, sort_runs
+from storygen.compare.__main__ import main
+from storygen.metrics.story import score_stories
+
+REFERENCES = [
+    "Once upon a time a little fox found a red ball in the garden and wanted to keep it forever.",
+    "Tom had a big dog named Max. Every morning they ran to the park and played with a stick.",
+    "The sun was hot, so Lily took her bucket to the sea and built a tall castle on the beach.",
+    "A tiny bird could not fly yet. Her mother sang to her every day until one morning she flew.",
+]
+STORY_METRICS = sorted(score_stories(REFERENCES, REFERENCES, [True] * 4))
+
+
+@dataclass(frozen=True)
+class FixtureRun:
+    job: int
+    lr: str
+    val_losses: list[float]
+    story_fraction: float
+    """How much of each reference the "generated" story repeats: more words, higher ROUGE-1."""
+    error: str | None = None
+
+
+# Sorted by val/loss: 1, 0, 3, then 2, which failed although its last val/loss is lowest.
+# Sorted by ROUGE-1 (max): 0, 3, 1, then 2.
+RUNS = [
+    FixtureRun(0, "0.001", [3.2, 2.6], story_fraction=0.9),
+    FixtureRun(1, "0.003", [3.0, 2.2], story_fraction=0.4),
+    FixtureRun(2, "0.01", [2.0], story_fraction=0.3, error="OutOfMemoryError: CUDA out of memory"),
+    FixtureRun(3, "0.0003", [3.4, 2.9], story_fraction=0.7),
+]
+
+
+def generations(fraction: float) -> list[str]:
+    return [" ".join(r.split()[: int(len(r.split()) * fraction)]) for r in REFERENCES]
+
+
+def metrics_rows(run: FixtureRun, scores: dict[str, float]) -> list[dict[str, Any]]:
+    """What the CSVLogger writes: a row per logging call, only its own columns filled."""
+    rows: list[dict[str, Any]] = []
+    for epoch, val_loss in enumerate(run.val_losses):
+        for step in (epoch * 10 + 4, epoch * 10 + 9):
+            rows.append({"step": step, "lr-AdamW": run.lr})
+            rows.append({"epoch": epoch, "step": step, "train/loss": val_loss + 0.3 - step / 100})
+        val = {f"val/{name}": value for name, value in scores.items()}
+        rows.append({"epoch": epoch, "step": epoch * 10 + 9, "val/loss": val_loss, **val})
+    if run.error is None:
+        test = {f"test/{name}": value for name, value in scores.items()}
+        rows.append({"epoch": len(run.val_losses), "step": 20, "test/loss": 9.9, **test})
+    return rows
+
+
+def write_run(run_dir: Path, run: FixtureRun) -> None:
+    overrides = ["experiment=quickstart", f"model.optimizer.lr={run.lr}", "logger=csv"]
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (run_dir / ".hydra" / "config.yaml").write_text(
+        "task_name: quickstart\ntags:\n- dev\nseed: 3407\noptimized_metric: val/loss\n"
+        f"model:\n  optimizer:\n    lr: {run.lr}\n"
+        "paths:\n  output_dir: ${hydra:runtime.output_dir}\n"
+    )
+    stories = generations(run.story_fraction)
+    scores = score_stories(stories, REFERENCES, [True, False, True, True])
+    rows = metrics_rows(run, scores)
+    columns = ["epoch", "lr-AdamW", "step", "train/loss", "val/loss", "test/loss"]
+    columns += [f"{stage}/{name}" for stage in ("val", "test") for name in STORY_METRICS]
+    (run_dir / "csv").mkdir()
+    with (run_dir / "csv" / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=sorted(columns), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    (run_dir / "generations").mkdir()
+    split = "val" if run.error else "test"
+    with (run_dir / "generations" / f"{split}.jsonl").open("w") as handle:
+        for reference, story in zip(REFERENCES, stories):
+            line = {"prompt": reference.split(".")[0], "reference": reference}
+            line |= {"generation": story, "new_tokens": 30, "ended_with_eos": True}
+            handle.write(json.dumps(line) + "\n")
+
+    stage = "val" if run.error else "test"
+    last_train_loss = [row["train/loss"] for row in rows if "train/loss" in row][-1]
+    final = {"val/loss": run.val_losses[-1], "train/loss": last_train_loss}
+    final |= {f"{stage}/{name}": value for name, value in scores.items()}
+    summary = {
+        "status": "failed" if run.error else "completed",
+        "error": run.error,
+        "task_name": "quickstart",
+        "overrides": overrides,
+        "optimized_metric": "val/loss",
+        "metrics": final,
+        "parameters": {"trainable": 1_234_567, "total": 1_234_567},
+        "wall_time_s": 90.0 + run.job,
+        "train_tokens": 100_000,
+        "tokens_per_s": 1111.1,
+        "peak_memory_bytes": 3 * 2**30,
+        "peak_memory_kind": "max_rss",
+    }
+    (run_dir / "run.json").write_text(json.dumps(summary))
+
+
+def write_sweep(sweep: Path, runs: list[FixtureRun] = RUNS) -> Path:
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    for run in runs:
+        write_run(sweep / str(run.job), run)
+    return sweep
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    return write_sweep(tmp_path / "multirun" / "2026-01-02" / "10-00-00-000000")
+
+
+@pytest.fixture(scope="module")
+def compared_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One sweep compared once with the defaults and --html, read by several tests."""
+    sweep = write_sweep(tmp_path_factory.mktemp("multirun") / "10-00-00-000000")
+    main([str(sweep), "--html"])
+    return sweep
+
+
+def table(report: Path) -> list[dict[str, str]]:
+    """The report's markdown table as one dict per row, keyed by column header."""
+    lines = [line for line in report.read_text().splitlines() if line.startswith("|")]
+    header, *rows = ([cell.strip() for cell in line.strip("|").split(" | ")] for line in lines)
+    return [dict(zip(header, row)) for row in rows[1:]]
+
+
+def files_outside(root: Path, skip: str) -> dict[Path, tuple[int, int]]:
+    return {
+        path: (path.stat().st_mtime_ns, path.stat().st_size)
+        for path in root.rglob("*")
+        if path.is_file() and skip not in path.parts
+    }
+
+
+def test_table_sorted_by_optimized_metric_with_failed_run_last(compared_sweep: Path) -> None:
+    report = compared_sweep / "compare" / "report.md"
+    rows = table(report)
+
+    assert [row["run"] for row in rows] == ["1", "0", "3", "2"]
+    assert [row["val/loss"] for row in rows] == ["2.2000", "2.6000", "2.9000", "2.0000"]
+    assert [row["status"] for row in rows[:3]] == ["completed"] * 3
+    assert rows[3]["status"] == "**failed**: OutOfMemoryError: CUDA out of memory"
+    assert rows[0]["overrides"] == "`model.optimizer.lr=0.003`"
+    assert rows[0]["trainable params"] == "1,234,567"
+    assert rows[0]["wall time"] == "1.5 min"
+    assert rows[0]["peak memory"] == "3.00 GiB (RSS)"
+    assert [row["stories"] for row in rows] == ["test", "test", "test", "val"]
+    expected = score_stories(generations(0.4), REFERENCES, [True, False, True, True])
+    assert rows[0]["ROUGE-1"] == f"{expected['rouge1']:.4f}"
+    assert rows[0]["len W1 to ref"] == f"{expected['len_wasserstein']:.1f}"
+    assert rows[0]["distinct-2"] == f"{expected['distinct2']:.4f}"
+    text = report.read_text()
+    assert "Sorted by `val/loss` (min)" in text
+    assert "Overrides shared by all runs: `experiment=quickstart` `logger=csv`" in text
+
+
+def test_figures_are_real_images_embedded_in_the_report(compared_sweep: Path) -> None:
+    out = compared_sweep / "compare"
+    report = (out / "report.md").read_text()
+    for name in ("loss_curves.png", "rouge.png", "lengths.png"):
+        assert f"]({name})" in report
+        assert (out / name).stat().st_size > 10_000
+        image = plt.imread(out / name)
+        assert image.ndim == 3 and image.shape[1] >= 600
+        assert image[..., :3].std() > 0.05, f"{name} is blank"
+    # four runs with stories: small multiples in 2 rows of 3 panels of 450x340 px
+    assert plt.imread(out / "lengths.png").shape[:2] == (680, 1350)
+    html = (out / "report.html").read_text()
+    assert "<table>" in html and '<img src="loss_curves.png"' in html
+
+
+@pytest.mark.parametrize(
+    ("metric", "mode", "order"),
+    [
+        ("val/loss", None, ["1", "0", "3", "2"]),
+        ("val/loss", "max", ["3", "0", "1", "2"]),
+        ("val/rouge1", None, ["0", "3", "1", "2"]),
+        ("val/rouge1", "min", ["1", "3", "0", "2"]),
+    ],
+)
+def test_sort_order_follows_metric_and_mode(
+    compared_sweep: Path, metric: str, mode: str | None, order: list[str]
+) -> None:
+    runs = sort_runs(read_local_runs([compared_sweep]), metric, mode or default_mode(metric))
+
+    assert [run.name for run in runs] == order
+
+
+def test_rerun_with_another_metric_rewrites_only_the_compare_dir(sweep: Path) -> None:
+    before = files_outside(sweep, skip="compare")
+    main([str(sweep)])
+    main([str(sweep), "--metric", "val/rouge1"])
+
+    assert files_outside(sweep, skip="compare") == before
+    written = {path.name for path in (sweep / "compare").iterdir()}
+    assert written == {"report.md", "loss_curves.png", "rouge.png", "lengths.png"}
+    assert [row["run"] for row in table(sweep / "compare" / "report.md")] == ["0", "3", "1", "2"]
+
+
+def test_run_killed_before_run_json_is_incomplete_with_csv_metrics(sweep: Path) -> None:
+    write_run(sweep / "4", FixtureRun(4, "0.03", [3.1, 2.4], story_fraction=0.5))
+    (sweep / "4" / "run.json").unlink()
+
+    runs = sort_runs(read_local_runs([sweep]), "val/loss", "min")
+
+    killed = next(run for run in runs if run.name == "4")
+    assert killed.status == "incomplete"
+    assert killed.metrics["val/loss"] == 2.4
+    assert killed.curves["val/loss"] == [(9, 3.1), (19, 2.4)]
+    assert killed.optimized_metric == "val/loss"
+    assert killed.overrides[1] == "model.optimizer.lr=0.03"
+    assert killed.wall_time_s is None
+    assert [run.name for run in runs] == ["1", "4", "0", "3", "2"]
+
+
+def test_several_sweeps_need_out_and_name_runs_by_sweep(
+    sweep: Path, tmp_path: Path, capsys
+) -> None:
+    other = write_sweep(tmp_path / "multirun" / "2026-01-02" / "11-00-00-000000", RUNS[:2])
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(sweep), str(other)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: pass --out DIR")
+
+    names = [run.name for run in read_local_runs([sweep, other])]
+    assert names == [f"10-00-00-000000/{n}" for n in range(4)] + [
+        f"11-00-00-000000/{n}" for n in range(2)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda tmp: [str(tmp / "empty")], "holds no runs"),
+        (
+            lambda tmp: [str(tmp / "sweep"), "--out", str(tmp / "sweep" / "1" / "r")],
+            "inside the run",
+        ),
+        (lambda tmp: [str(tmp / "sweep"), "--metric", "val/bleu"], "--metric val/bleu: no run"),
+        (lambda tmp: ["--wandb", "me/storygen"], "needs --group G and --out DIR"),
+    ],
+)
+def test_bad_input_is_one_error_line(tmp_path: Path, capsys, make_args, message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    write_sweep(tmp_path / "sweep", RUNS[:2])
+    with pytest.raises(SystemExit) as exit_info:
+        main(make_args(tmp_path))
+
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and message in error[0]
+
+
+def test_cli_missing_dir_exits_2_with_one_error_line(tmp_path: Path) -> None:
+    missing = tmp_path / "multirun" / "nope"
+    result = subprocess.run(
+        [sys.executable, "-m", "storygen.compare", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {missing} does not exist or is not a directory; pass a run dir "
+        "(outputs/<task>/<date>/<time>/) or a sweep dir (multirun/<date>/<time>/)."
+    ]
+
+
+# --- W&B ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeWandbFile:
+    content: str
+
+    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False):
+        return io.StringIO(self.content)
+
+
+@dataclass
+class FakeWandbRun:
+    """The attributes of `wandb.apis.public.Run` that compare reads, with the same shapes."""
+
+    name: str
+    state: str
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stored_files: dict[str, str] = field(default_factory=dict)
+
+    def scan_history(self, keys: list[str] | None = None, page_size: int = 1000, **_: Any):
+        """Like wandb: only the rows that hold every requested key."""
+        return iter([row for row in self.history if all(key in row for key in keys or [])])
+
+    def file(self, name: str) -> FakeWandbFile:
+        return FakeWandbFile(self.stored_files[name])
+
+
+def fake_wandb_run(name: str, state: str, val_loss: float) -> FakeWandbRun:
+    table_path = "media/table/test/generations_20_0f3c.table.json"
+    columns = ["step", "prompt", "reference", "generation", "new_tokens", "ended_with_eos"]
+    data = [[20, "p", ref, " ".join(ref.split()[:8]), 12, True] for ref in REFERENCES]
+    return FakeWandbRun(
+        name=name,
+        state=state,
+        config={"task_name": "quickstart", "optimized_metric": "val/loss", "seed": 3407},
+        summary={
+            "val/loss": val_loss,
+            "test/rouge1": 0.5,
+            "test/len_mean": 8.0,
+            "train/loss": val_loss + 0.2,
+            "trainer/global_step": 20,
+            "_runtime": 95.5,
+            "test/generations": {"_type": "table-file", "path": table_path, "nrows": 4},
+            "test/length_histogram": {"_type": "histogram", "bins": [0, 1], "values": [4]},
+        },
+        history=[
+            {"_step": 0, "trainer/global_step": 4, "train/loss": val_loss + 1.0},
+            {"_step": 1, "trainer/global_step": 9, "train/loss": val_loss + 0.5},
+            {"_step": 2, "trainer/global_step": 9, "val/loss": val_loss, "epoch": 0},
+        ],
+        stored_files={table_path: json.dumps({"_type": "table", "columns": columns, "data": data})},
+    )
+
+
+def test_wandb_run_maps_to_the_same_record_as_a_run_dir(tmp_path: Path) -> None:
+    record = record_from_wandb(fake_wandb_run("lr-3e-3", "finished", 2.2), tmp_path)
+
+    assert (record.name, record.status, record.error) == ("lr-3e-3", "completed", None)
+    assert record.optimized_metric == "val/loss"
+    assert record.metrics == {
+        "val/loss": 2.2,
+        "test/rouge1": 0.5,
+        "test/len_mean": 8.0,
+        "train/loss": pytest.approx(2.4),
+    }
+    assert record.curves == {"train/loss": [(4, 3.2), (9, 2.7)], "val/loss": [(9, 2.2)]}
+    assert record.wall_time_s == 95.5
+    assert record.references == tuple(REFERENCES)
+    assert record.generations[0] == "Once upon a time a little fox found"
+
+    crashed = record_from_wandb(fake_wandb_run("lr-1e-2", "crashed", 2.0), tmp_path)
+    assert (crashed.status, crashed.error) == ("failed", "W&B state: crashed")
+    running = record_from_wandb(fake_wandb_run("lr-1e-4", "running", 2.0), tmp_path)
+    assert running.status == "incomplete"
+
+
+def test_wandb_flag_builds_the_report_from_the_group(tmp_path: Path, monkeypatch) -> None:
+    import wandb
+
+    calls = []
+
+    class FakeApi:
+        def runs(self, path: str, filters: dict[str, Any]) -> list[FakeWandbRun]:
+            calls.append((path, filters))
+            return [
+                fake_wandb_run("lr-1e-2", "crashed", 2.0),
+                fake_wandb_run("lr-1e-3", "finished", 2.6),
+                fake_wandb_run("lr-3e-3", "finished", 2.2),
+            ]
+
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    out = tmp_path / "report"
+    main(["--wandb", "me/storygen", "--group", "quickstart", "--out", str(out)])
+
+    assert calls == [("me/storygen", {"group": "quickstart"})]
+    rows = table(out / "report.md")
+    assert [row["run"] for row in rows] == ["lr-3e-3", "lr-1e-3", "lr-1e-2"]
+    assert rows[2]["status"] == "**failed**: W&B state: crashed"
+    assert (out / "lengths.png").stat().st_size > 10_000
