@@ -35,6 +35,13 @@ def run_name(override_dirname: str = "") -> str | None:
     return override_dirname or None
 
 
+def previous_wandb_id(output_dir: str) -> str | None:
+    """The W&B run id already in this run dir, so a resumed run continues the same W&B run
+    (W&B dirs end in `-<id>`: `wandb/offline-run-20261128_120000-abc123`)."""
+    runs = sorted(Path(output_dir).glob("wandb/*run-*-*"), key=lambda path: path.stat().st_mtime)
+    return runs[-1].name.rsplit("-", 1)[-1] if runs else None
+
+
 def run_group(task_name: str) -> str:
     """The jobs of one sweep share a W&B group named after the sweep; a single run is
     grouped by its task."""
@@ -55,6 +62,7 @@ def setup_environment() -> None:
         "storygen.wandb_offline": wandb_offline,
         "storygen.run_name": run_name,
         "storygen.run_group": run_group,
+        "storygen.previous_wandb_id": previous_wandb_id,
     }
     for name, resolver in resolvers.items():
         OmegaConf.register_new_resolver(name, resolver, replace=True)

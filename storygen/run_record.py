@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from storygen.errors import find_user_error
 
@@ -27,7 +28,7 @@ class RunRecord:
     overrides: list[str]
     optimized_metric: str
     status: str = "running"
-    """running | completed | failed"""
+    """running | completed | interrupted (SIGTERM/Ctrl-C, resumable) | failed"""
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     parameters: dict[str, int] = field(default_factory=dict)
@@ -46,6 +47,10 @@ class RunRecord:
         self._fit_seconds = seconds
 
     def fail(self, exc: BaseException) -> None:
+        if isinstance(exc, SIGTERMException):
+            self.status = "interrupted"
+            self.error = "stopped by a signal; last.ckpt is saved, resume with ckpt_path=last"
+            return
         self.status = "failed"
         user_error = find_user_error(exc)
         message = str(user_error) if user_error else f"{type(exc).__name__}: {exc}"

@@ -48,6 +48,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return _train(cfg, record, loggers)
     except BaseException as exc:
         record.fail(exc)
+        if record.status == "interrupted":
+            log.warning("Resume with: %s", resume_command(record, cfg.paths.output_dir))
         raise
     finally:
         record.finish()
@@ -104,6 +106,13 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
         log.info("Exported the trained model to %s", export.model_dir)
     log.info(summarize_run(trainer, wandb_run_dir(trainer)))
     return record.metrics
+
+
+def resume_command(record: RunRecord, output_dir: str) -> str:
+    kept = [o for o in record.overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    return " ".join(
+        ["python -m storygen.train", *kept, f"hydra.run.dir={output_dir}", "ckpt_path=last"]
+    )
 
 
 def job_overrides() -> list[str]:

@@ -16,14 +16,14 @@ from typing import Protocol
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import PreTrainedTokenizerBase
 
 from storygen.data.cache import cache_key, load_or_prepare
 from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import StoryFormat, tokenize_stories
 from storygen.data.packing import pack_stories
-from storygen.data.sampling import LengthGroupedBatchSampler
+from storygen.data.sampling import EpochShuffleSampler, LengthGroupedBatchSampler
 from storygen.data.streams import Split, map_split
 from storygen.errors import StorygenError
 
@@ -170,7 +170,7 @@ class StoryDataModule(LightningDataModule):
             )
         return rows
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         train = self.tokenized["train"]
         if isinstance(train, IterableDataset):
             # the shuffle buffer holds tokenized stories; its order depends only on the seed
@@ -180,17 +180,19 @@ class StoryDataModule(LightningDataModule):
             lengths = [len(ids) for ids in train["input_ids"]]
             sampler = LengthGroupedBatchSampler(lengths, self.batch_size, seed=self.seed)
             return self._loader(train, batch_sampler=sampler)
-        generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(train, batch_size=self.batch_size, shuffle=True, generator=generator)
+        sampler = EpochShuffleSampler(len(train), seed=self.seed)
+        return self._loader(train, batch_size=self.batch_size, sampler=sampler)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> StatefulDataLoader:
         return self._loader(self.tokenized["validation"], batch_size=self.eval_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> StatefulDataLoader:
         return self._loader(self.tokenized["test"], batch_size=self.eval_batch_size)
 
-    def _loader(self, rows: Split, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _loader(self, rows: Split, **kwargs) -> StatefulDataLoader:
+        """A DataLoader whose position Lightning saves in checkpoints: a resumed run picks up
+        mid-epoch at the next batch it would have seen."""
+        return StatefulDataLoader(
             rows,
             collate_fn=self.collator,
             num_workers=self.num_workers,

@@ -1,4 +1,5 @@
-"""Batches of similar lengths, so less of each batch is padding."""
+"""Training orders that depend only on the seed and the epoch, so runs repeat and resumes
+(which fast-forward to their batch within the epoch) see the batches they would have seen."""
 
 from __future__ import annotations
 
@@ -42,3 +43,23 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             ]
         for position in torch.randperm(len(batches), generator=generator).tolist():
             yield batches[position]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A fresh permutation every epoch, drawn from `seed + epoch` (set by Lightning through
+    `set_epoch`) rather than from a generator that carries state from epoch to epoch."""
+
+    def __init__(self, length: int, seed: int = 0) -> None:
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.randperm(self.length, generator=generator).tolist()
