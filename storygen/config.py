@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from dotenv import load_dotenv
+from dotenv import dotenv_values, find_dotenv, load_dotenv
 from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+# The config tree, by absolute path: entry points find it however they are started
+# (`python -m storygen.train`, or `storygen.train.main()` called from Python).
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 # Keys whose values never leave the process (configs, W&B, checkpoints).
 SECRET_ENV_VARS = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -23,11 +33,34 @@ def default_precision() -> str:
 
 
 def wandb_offline() -> bool:
-    """Online only when asked (WANDB_MODE=online) or when a key is configured; never prompt."""
+    """Online only when asked (WANDB_MODE=online) or when a key is configured, and the W&B
+    server answers; never prompt. Without a connection the run is logged offline, and says so,
+    rather than failing or waiting on W&B's own minute-long timeout."""
     mode = os.environ.get("WANDB_MODE", "").strip().lower()
-    if mode:
-        return mode != "online"
-    return not os.environ.get("WANDB_API_KEY")
+    if mode and mode != "online":
+        return True
+    if not mode and not os.environ.get("WANDB_API_KEY"):
+        return True
+    server = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    if not reachable(server):
+        log.warning(
+            "W&B: %s cannot be reached; logging offline under the run dir instead "
+            "(upload later with `wandb sync <run-dir>/wandb/offline-run-*`)",
+            server,
+        )
+        return True
+    return False
+
+
+@lru_cache(maxsize=8)
+def reachable(url: str, timeout_s: float = 3.0) -> bool:
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def run_name(override_dirname: str = "") -> str | None:
@@ -56,7 +89,7 @@ def run_group(task_name: str) -> str:
 
 def setup_environment() -> None:
     """Read `.env` (without overriding the shell) and register storygen's config resolvers."""
-    load_dotenv(override=False)
+    load_dotenv(find_dotenv(usecwd=True), override=False)
     resolvers = {
         "storygen.default_precision": default_precision,
         "storygen.wandb_offline": wandb_offline,
@@ -68,9 +101,17 @@ def setup_environment() -> None:
         OmegaConf.register_new_resolver(name, resolver, replace=True)
 
 
+def secret_values() -> set[str]:
+    """Values that must never be written: the known secret variables, and every value set
+    in `.env` (short ones such as a project name excepted, or half the config would mask)."""
+    values = {os.environ[key] for key in SECRET_ENV_VARS if os.environ.get(key)}
+    values |= {value for value in dotenv_values(find_dotenv(usecwd=True)).values() if value}
+    return {value for value in values if len(value) >= 12}
+
+
 def loggable_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain data for loggers, with any secret's value masked."""
-    secrets = {os.environ[key] for key in SECRET_ENV_VARS if os.environ.get(key)}
+    secrets = secret_values()
 
     def mask(value: Any) -> Any:
         if isinstance(value, dict):

@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from storygen.config import setup_environment
+from storygen.config import CONF_DIR, setup_environment
 from storygen.errors import StorygenError, exit_on_user_error
 from storygen.generation import generate_stories
 from storygen.metrics.plots import plot_lengths
@@ -89,7 +89,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
         out_dir = Path(cfg.paths.output_dir)

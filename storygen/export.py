@@ -11,13 +11,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from storygen.config import setup_environment
+from storygen.config import CONF_DIR, setup_environment
 from storygen.errors import exit_on_user_error
 from storygen.models.export import export_backbone
 from storygen.runs import load_trained_model, run_dir_of
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
         model = load_trained_model(cfg.ckpt_path, cfg.model)

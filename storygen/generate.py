@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import TextStreamer
 
-from storygen.config import setup_environment
+from storygen.config import CONF_DIR, setup_environment
 from storygen.errors import StorygenError, exit_on_user_error
 from storygen.runs import load_for_generation
 
@@ -61,7 +61,7 @@ def stream_stories(backbone, tokenizer, prompts: list[str], template: str, setti
         )
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="generate")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
         prompts = read_prompts(cfg.prompt, cfg.prompts_file)

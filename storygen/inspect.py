@@ -10,7 +10,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from storygen.config import setup_environment
+from storygen.config import CONF_DIR, setup_environment
 from storygen.errors import StorygenError, exit_on_user_error
 from storygen.models.accounting import count_parameters, estimate_training_memory
 from storygen.models.loader import build_skeleton
@@ -74,7 +74,7 @@ def report(cfg: DictConfig) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="inspect")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="inspect")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
         print(report(cfg))

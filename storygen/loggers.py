@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -11,9 +12,14 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 class AppendingExperimentWriter(ExperimentWriter):
     """Lightning's writer deletes an existing metrics.csv; this one keeps its rows and header,
-    so the losses logged before an interruption stay in front of the resumed ones."""
+    so the losses logged before an interruption stay in front of the resumed ones. An earlier
+    attempt's hparams.yaml stays too; this attempt's goes to hparams.1.yaml, ..."""
 
     def _check_log_dir_exists(self) -> None:
+        attempt = 0
+        while self._fs.isfile(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)):
+            attempt += 1
+            self.NAME_HPARAMS_FILE = f"hparams.{attempt}.yaml"
         if self._fs.isfile(self.metrics_file_path):
             with self._fs.open(self.metrics_file_path, "r", newline="") as file:
                 self.metrics_keys = list(csv.DictReader(file).fieldnames or [])

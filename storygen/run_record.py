@@ -42,6 +42,7 @@ class RunRecord:
     """cuda_max_allocated on a GPU, else the process's peak resident memory"""
     _started: float = field(default_factory=time.perf_counter, repr=False)
     _fit_seconds: float = field(default=0.0, repr=False)
+    _kept_previous: bool = field(default=False, repr=False)
 
     def fit_took(self, seconds: float) -> None:
         self._fit_seconds = seconds
@@ -74,8 +75,16 @@ class RunRecord:
         }
 
     def write(self, output_dir: str | Path) -> Path:
+        """Write run.json; an earlier attempt's record in the same dir (a resumed or retried
+        run) is kept as run.1.json, run.2.json, ... rather than overwritten."""
         path = Path(output_dir) / RECORD_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not self._kept_previous:
+            attempt = 1
+            while path.with_name(f"run.{attempt}.json").exists():
+                attempt += 1
+            path.rename(path.with_name(f"run.{attempt}.json"))
+        self._kept_previous = True
         staging = path.with_name(f".{RECORD_FILE}.{os.getpid()}.tmp")
         staging.write_text(json.dumps(self.as_dict(), indent=2, allow_nan=True) + "\n")
         staging.replace(path)

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from storygen.checks import check_context_length, check_packing_isolation, check_precision
-from storygen.config import loggable_config, setup_environment
+from storygen.config import CONF_DIR, loggable_config, setup_environment
 from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
@@ -132,7 +132,7 @@ def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         with exit_on_user_error():

@@ -147,37 +147,6 @@ def test_quickstart_runs_offline_and_the_loss_falls(tmp_path):
     assert b"train/loss" in run_bytes and b"val/rouge1" in run_bytes
 
 
-@pytest.mark.parametrize(
-    ("overrides", "expected"),
-    [
-        (["model=nope"], "Could not find 'model/nope'"),
-        (
-            [
-                "data.corpus.source=files",
-                "data.corpus.train_file=/no/such/train.txt",
-                "data.corpus.validation_file=/no/such/valid.txt",
-            ],
-            "error: data file /no/such/train.txt does not exist",
-        ),
-        (["data.corpus.source=sideways"], "data.corpus.source='sideways' is not known"),
-        (
-            [
-                "model.backbone.architecture._target_=transformers.BloomConfig",
-                "model.backbone.attn_implementation=eager",
-                "data.packing=true",
-            ],
-            "error: data.packing=true, but BloomForCausalLM (attention eager) lets packed",
-        ),
-    ],
-    ids=["unknown-option", "missing-data-file", "unknown-source", "packing-without-isolation"],
-)
-def test_bad_input_gives_one_clear_line(overrides, expected, tmp_path):
-    result = run_cli(*TINY_RUN, *overrides, f"paths.root_dir={tmp_path}", cwd=tmp_path)
-    assert result.returncode != 0
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr
-
-
 def test_a_file_in_the_wrong_format_is_named(tmp_path):
     stories = tmp_path / "stories.csv"
     stories.write_text("text\nOnce upon a time.\n")

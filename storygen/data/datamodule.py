@@ -141,6 +141,8 @@ class StoryDataModule(LightningDataModule):
             )
             for split, rows in stories.items()
         }
+        for split in SPLITS:
+            self._check_dropped(split, stories[split], tokenized[split])
         if self.packing:
             # Validation and test stay one story per row: their loss reads the same either way.
             tokenized["train"] = map_split(
@@ -156,6 +158,25 @@ class StoryDataModule(LightningDataModule):
         if self.streaming:
             return {"stories": stories, "tokenized": tokenized}
         return {"stories": DatasetDict(stories), "tokenized": DatasetDict(tokenized)}
+
+    def _check_dropped(self, split: str, stories: Split, tokenized: Split) -> None:
+        """Prompts filling max_length drop their story: say how many; refuse an empty split."""
+        if not isinstance(tokenized, Dataset) or len(tokenized) == len(stories):
+            return
+        dropped = len(stories) - len(tokenized)
+        fix = f"raise data.max_length (now {self.story_format.max_length})"
+        if len(tokenized) == 0:
+            raise StorygenError(
+                f"every prompt of the {split} split fills data.max_length, leaving no story "
+                f"tokens ({dropped:,} stories); {fix}."
+            )
+        log.warning(
+            "Skipped %d of %d %s stories whose prompt fills data.max_length; to keep them, %s",
+            dropped,
+            len(stories),
+            split,
+            fix,
+        )
 
     def _limit(self, split: str, rows: Split) -> Split:
         limit = self.max_samples[split]

@@ -44,7 +44,8 @@ def tokenize_stories(
 
     A masked prompt is tokenized apart from its story so the prompt/story boundary is exact;
     a trained-on prompt is tokenized with its story in one call, as one text. Each example
-    ends with EOS and keeps EOS's label, so the model learns where stories stop.
+    ends with EOS and keeps EOS's label, so the model learns where stories stop. A masked
+    prompt that leaves no room for its story within max_length drops the example.
     """
     prompts = [story_format.render_prompt(prompt) for prompt in batch["prompt"]]
     cut, eos = story_format.max_length - 1, tokenizer.eos_token_id
@@ -56,6 +57,8 @@ def tokenize_stories(
     story_ids = tokenizer(batch["story"], **NO_EXTRAS)["input_ids"]
     input_ids, labels = [], []
     for prompt, story in zip(prompt_ids, story_ids):
+        if len(prompt) >= cut:
+            continue  # no room for a single story token: nothing to learn (counted by the caller)
         ids = (prompt + story)[:cut] + [eos]
         masked = min(len(prompt), len(ids) - 1)
         input_ids.append(ids)

@@ -7,6 +7,7 @@ no test split, so one is carved from validation, deterministically.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from storygen.data.sentences import split_opening
 from storygen.data.streams import Split, load_hub_splits, map_split, stream_train
 from storygen.errors import StorygenError
 
+log = logging.getLogger(__name__)
 SEPARATOR = "<|endoftext|>"
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "tinystories"
 SAMPLE_FILES = {
@@ -78,6 +80,14 @@ def load_text_file(path: Path) -> Dataset:
             f"{path} has columns {dataset.column_names}; TinyStories files need a `text` column."
         )
     return dataset
+
+
+def without_blank_stories(stories: Dataset) -> Dataset:
+    """Drop empty or whitespace-only texts, counting them in a warning."""
+    kept = stories.filter(lambda text: bool(text and text.strip()), input_columns="text")
+    if len(kept) < len(stories):
+        log.warning("Skipped %d empty or whitespace-only stories", len(stories) - len(kept))
+    return kept
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,10 @@ class TinyStoriesCorpus:
             if self.source == "sample"
             else {"train": Path(self.train_file), "validation": Path(self.validation_file)}
         )
-        return {split: load_text_file(Path(path)) for split, path in files.items()}
+        return {
+            split: without_blank_stories(load_text_file(Path(path)))
+            for split, path in files.items()
+        }
 
     def _split_prompt(self, batch: dict[str, list]) -> dict[str, list[str]]:
         pairs = [split_opening(text.strip(), self.prompt_sentences) for text in batch["text"]]
