@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -61,11 +62,18 @@ def test_precision_follows_the_device(tmp_path: Path) -> None:
     assert compose_config(["trainer=gpu"], tmp_path).trainer.precision == "bf16-mixed"
 
 
-def test_wandb_goes_online_only_with_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_goes_online_only_with_a_key_and_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     assert compose_config([], tmp_path).logger.wandb.offline is True
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert compose_config([], tmp_path).logger.wandb.offline is False
-    monkeypatch.setenv("WANDB_MODE", "offline")
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a W&B server that answers
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert compose_config([], tmp_path).logger.wandb.offline is False
+        monkeypatch.setenv("WANDB_MODE", "offline")
+        assert compose_config([], tmp_path).logger.wandb.offline is True
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # and one that does not
     assert compose_config([], tmp_path).logger.wandb.offline is True
