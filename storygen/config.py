@@ -32,6 +32,13 @@ def default_precision() -> str:
     return "32-true"
 
 
+def on_gpu() -> bool:
+    """For settings only a GPU has, such as AdamW's fused CUDA kernel (`fused: true`)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def wandb_offline() -> bool:
     """Online only when asked (WANDB_MODE=online) or when a key is configured, and the W&B
     server answers; never prompt. Without a connection the run is logged offline, and says so,
@@ -92,6 +99,7 @@ def setup_environment() -> None:
     load_dotenv(find_dotenv(usecwd=True), override=False)
     resolvers = {
         "storygen.default_precision": default_precision,
+        "storygen.on_gpu": on_gpu,
         "storygen.wandb_offline": wandb_offline,
         "storygen.run_name": run_name,
         "storygen.run_group": run_group,
