@@ -1,0 +1,298 @@
+"""GPU training throughput: GPT-2 small full fine-tuning and a ~1B Mistral QLoRA, through storygen.
+
+    python benchmarks/gpu.py [--out PATH] [--gpt2-steps 30] [--qlora-steps 15] [--warmup-steps 5]
+    python benchmarks/gpu.py --cpu      # fp32, shrunken sizes: checks the script in a minute
+
+Both runs go through storygen's real path: the composed conf/ tree (`model=gpt2` and
+`model=mistral_lora`, built from their architecture with random weights since nothing can
+be downloaded, `trainer=gpu`: bf16-mixed), `build_backbone` (nf4 + double quant + LoRA r=16
+and gradient checkpointing for Mistral, as configured), StoryLM and the Lightning Trainer
+(CSV logging every 10 steps, LR monitor; no progress bar, checkpoints or validation), on
+fixed batches of random token ids. The Mistral is the 7B's shape scaled down (hidden 2048,
+intermediate 5632, 16 layers, 32 heads, 8 KV heads, vocab 32000: ~0.85B parameters).
+
+Reported per run: tokens/s over the steps after the warm-up; MFU: model FLOPs (6 x matmul
+weights per token when trained, 4 x when frozen, + 12 x layers x width x context for
+attention; gradient checkpointing's recompute not counted) over the card's dense bf16
+matmul peak measured here on an 8192^3 torch.matmul; peak memory from
+torch.cuda.max_memory_allocated (with --cpu: the process's peak RSS so far, fp32 peak).
+Writes a JSON file: --out, else $OUT/gpu.json where $OUT is set, else
+benchmarks/results/gpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from lightning.pytorch import Callback
+from omegaconf import DictConfig, open_dict
+from torch.utils.data import DataLoader
+
+from storygen.config import setup_environment
+from storygen.models.accounting import count_parameters
+from storygen.train import instantiate_group
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFLINE_TOKENIZER = "storygen.models.loader.build_offline_gpt2_tokenizer"
+
+# (batch, context, architecture overrides) on the GPU, then shrunk for --cpu
+GPT2 = {
+    "gpu": (16, 1024, {}),
+    "cpu": (4, 128, {"n_layer": 2, "n_embd": 128, "n_head": 2}),
+}
+MISTRAL = {
+    "gpu": (
+        8,
+        1024,
+        {
+            "hidden_size": 2048,
+            "intermediate_size": 5632,
+            "num_hidden_layers": 16,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "max_position_embeddings": 2048,
+        },
+    ),
+    "cpu": (
+        2,
+        128,
+        {
+            "hidden_size": 256,
+            "intermediate_size": 512,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 512,
+        },
+    ),
+}
+
+# no checkpoint writers; story metrics only run at validation, which is off here
+DROPPED_CALLBACKS = ("model_checkpoint", "interruption", "story_metrics")
+
+
+def compose_run(model: str, overrides: list[str], output_dir: str, cpu: bool) -> DictConfig:
+    """`python -m storygen.train model=<model> trainer=gpu|cpu ...` as a DictConfig."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                f"model={model}",
+                f"model.tokenizer._target_={OFFLINE_TOKENIZER}",
+                "~model.tokenizer.name_or_path",
+                "model.backbone.name_or_path=null",
+                f"trainer={'cpu' if cpu else 'gpu'}",
+                "trainer.enable_progress_bar=false",
+                "++trainer.enable_checkpointing=false",
+                "++trainer.limit_val_batches=0",
+                "logger=csv",
+                *overrides,
+            ],
+        )
+    with open_dict(cfg):
+        cfg.paths.root_dir = cfg.paths.output_dir = output_dir
+        for name in DROPPED_CALLBACKS:
+            cfg.callbacks.pop(name, None)
+    return cfg
+
+
+class StepClock(Callback):
+    """Wall time at the end of the warm-up and of the last step (synchronized only there)."""
+
+    def __init__(self, warmup: int, total: int, device: torch.device) -> None:
+        self.marks = {warmup, total}
+        self.device = device
+        self.times: list[float] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if batch_idx + 1 in self.marks:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+
+
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: int) -> float:
+    """Median dense matmul TFLOP/s: the practical peak that MFU divides by."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    times = []
+    for _ in range(12):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(5 if device.type == "cuda" else 1):
+            a @ b
+        synchronize(device)
+        times.append((time.perf_counter() - start) / (5 if device.type == "cuda" else 1))
+    return 2 * size**3 / statistics.median(times[2:]) / 1e12
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def flops_per_token(model: torch.nn.Module, context: int) -> float:
+    """6 x trained matmul weights + 4 x frozen ones (no weight gradient) + attention."""
+    flops = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):  # bitsandbytes' Linear4bit included
+            weights, trained = module.in_features * module.out_features, module.weight.requires_grad
+        elif type(module).__name__ == "Conv1D":  # GPT-2's projections
+            weights, trained = module.weight.numel(), module.weight.requires_grad
+        else:
+            continue
+        flops += (6 if trained else 4) * weights
+    config = model.config
+    layers = getattr(config, "num_hidden_layers", None) or config.n_layer
+    width = getattr(config, "hidden_size", None) or config.n_embd
+    return flops + 12 * layers * width * context
+
+
+def random_batches(vocab: int, batch: int, context: int, count: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(count):
+        ids = torch.randint(0, vocab, (batch, context), generator=generator)
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids})
+    return batches
+
+
+def train_run(
+    cfg: DictConfig, vocab: int, batch: int, context: int, warmup: int, steps: int, peak: float
+) -> dict:
+    device = torch.device("cpu" if cfg.trainer.accelerator == "cpu" else "cuda")
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    torch.manual_seed(cfg.seed)
+    start = time.perf_counter()
+    model = instantiate(cfg.model, tokenizer=instantiate(cfg.model.tokenizer))
+    build_s = time.perf_counter() - start
+    count = count_parameters(model.backbone)
+    clock = StepClock(warmup, warmup + steps, device)
+    with open_dict(cfg):
+        cfg.trainer.max_steps = warmup + steps
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=instantiate_group(cfg.callbacks) + [clock],
+        logger=instantiate_group(cfg.logger),
+    )
+    loader = DataLoader(random_batches(vocab, batch, context, warmup + steps), batch_size=None)
+    trainer.fit(model, train_dataloaders=loader)
+    seconds = clock.times[1] - clock.times[0]
+    tokens_per_s = batch * context * steps / seconds
+    achieved = tokens_per_s * flops_per_token(model.backbone, context) / 1e12
+    if device.type == "cuda":
+        peak_memory = torch.cuda.max_memory_allocated()
+    else:
+        peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "batch": batch,
+        "context": context,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+        "precision": cfg.trainer.precision,
+        "trainable_params": count.trainable,
+        "all_params": count.total,
+        "unquantized_params": count.unquantized_total,
+        "build_s": round(build_s, 2),
+        "step_s": seconds / steps,
+        "tokens_per_s": tokens_per_s,
+        "model_tflops": achieved,
+        "mfu": achieved / peak,
+        "peak_memory_bytes": peak_memory,
+        "peak_memory_kind": "max_memory_allocated" if device.type == "cuda" else "ru_maxrss",
+        "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu", action="store_true", help="fp32 on the CPU, shrunken sizes")
+    parser.add_argument("--out", help="JSON path (default $OUT/gpu.json or benchmarks/results/)")
+    parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--gpt2-steps", type=int, default=30)
+    parser.add_argument("--qlora-steps", type=int, default=15)
+    args = parser.parse_args()
+    if not args.cpu and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run on a GPU machine, or pass --cpu")
+    out = Path(
+        args.out
+        or (Path(os.environ["OUT"]) / "gpu.json" if os.environ.get("OUT") else None)
+        or ROOT / "benchmarks" / "results" / "gpu.json"
+    )
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    for message in ("does not have many workers", "loss_type=None", "treespec", "exists and is"):
+        warnings.filterwarnings("ignore", f".*{message}.*")
+    setup_environment()
+
+    kind = "cpu" if args.cpu else "gpu"
+    device = torch.device("cpu" if args.cpu else "cuda")
+    dtype, size = (torch.float32, 2048) if args.cpu else (torch.bfloat16, 8192)
+    peak = matmul_peak_tflops(device, dtype, size)
+    result: dict = {
+        "device": "cpu" if args.cpu else torch.cuda.get_device_name(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "matmul_peak_tflops": peak,
+        "matmul_peak_dtype": str(dtype).removeprefix("torch."),
+    }
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="storygen-gpu-") as tmp:
+        batch, context, arch = GPT2[kind]
+        overrides = [f"model.backbone.architecture.{key}={value}" for key, value in arch.items()]
+        cfg = compose_run("gpt2", overrides, f"{tmp}/gpt2", args.cpu)
+        result["gpt2_full"] = train_run(
+            cfg, 50257, batch, context, args.warmup_steps, args.gpt2_steps, peak
+        )
+
+        batch, context, arch = MISTRAL[kind]
+        overrides = [f"model.backbone.architecture.{key}={value}" for key, value in arch.items()]
+        overrides.append(f"++model.backbone.init_dir={tmp}/mistral_init")
+        if args.cpu:  # 8-bit paged AdamW needs CUDA; the QLoRA compute dtype follows fp32
+            overrides += [
+                "model.optimizer._target_=torch.optim.AdamW",
+                "model.backbone.quantization.bnb_4bit_compute_dtype=float32",
+            ]
+        cfg = compose_run("mistral_lora", overrides, f"{tmp}/mistral", args.cpu)
+        result["mistral_qlora"] = train_run(
+            cfg, 32000, batch, context, args.warmup_steps, args.qlora_steps, peak
+        )
+    result["wall_s"] = time.perf_counter() - start
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    unit = "TFLOP/s"
+    print(f"{result['device']}: {str(dtype).removeprefix('torch.')} matmul {peak:.3g} {unit}")
+    print(f"{'run':<16}{'tokens/s':>11}{'s/step':>9}{unit:>9}{'MFU':>7}{'peak mem GiB':>14}")
+    for name in ("gpt2_full", "mistral_qlora"):
+        run = result[name]
+        print(
+            f"{name:<16}{run['tokens_per_s']:>11.0f}{run['step_s']:>9.3f}"
+            f"{run['model_tflops']:>9.2f}{run['mfu']:>7.1%}"
+            f"{run['peak_memory_bytes'] / 2**30:>14.2f}"
+        )
+    print(f"wrote {out} ({result['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
