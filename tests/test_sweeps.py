@@ -26,26 +26,23 @@ SWEEP_RUN = [
 ]
 
 
-def sweep(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
-    sweep_dir = tmp_path / "multirun" / "2026-11-28" / "12-00-00"
+def storygen_train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m storygen.train ...` with the sweep's tiny settings; it must succeed."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "storygen.train",
-            "-m",
-            *SWEEP_RUN,
-            *overrides,
-            f"paths.root_dir={tmp_path}",
-            f"hydra.sweep.dir={sweep_dir}",
-        ],
-        cwd=tmp_path,
+        [sys.executable, "-m", "storygen.train", *args, f"paths.root_dir={cwd}"],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=900,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def sweep(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
+    sweep_dir = tmp_path / "multirun" / "2026-11-28" / "12-00-00"
+    result = storygen_train(tmp_path, "-m", *SWEEP_RUN, *overrides, f"hydra.sweep.dir={sweep_dir}")
     return result, sweep_dir
 
 
@@ -148,26 +145,15 @@ def test_an_optuna_search_returns_the_metric_of_each_trial(tmp_path):
 def train_cli(tmp_path: Path, *overrides: str) -> dict:
     run_dir = tmp_path / "run"
     tmp_path.mkdir()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "storygen.train",
-            *SWEEP_RUN,
-            "model=gpt2_tiny",
-            "data.corpus.source=sample",
-            "data.max_train_samples=128",
-            *overrides,
-            f"paths.root_dir={tmp_path}",
-            f"hydra.run.dir={run_dir}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    storygen_train(
+        tmp_path,
+        *SWEEP_RUN,
+        "model=gpt2_tiny",
+        "data.corpus.source=sample",
+        "data.max_train_samples=128",
+        *overrides,
+        f"hydra.run.dir={run_dir}",
     )
-    assert result.returncode == 0, result.stderr[-4000:]
     assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1
     return run_json(run_dir)
 
