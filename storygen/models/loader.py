@@ -118,7 +118,9 @@ def build_backbone(
     if lora is not None:
         check_lora_targets(model, lora)
         model = get_peft_model(model, lora)
-    return model
+    # from_pretrained hands back eval mode, and Lightning keeps each module's mode through
+    # fit: without this, GPT-2's dropout would stay off for the whole fine-tune.
+    return model.train()
 
 
 def check_lora_targets(model: PreTrainedModel, lora: LoraConfig) -> None:

@@ -11,6 +11,7 @@ import bitsandbytes as bnb
 import pytest
 import torch
 from hydra.utils import instantiate
+from transformers import AutoModelForCausalLM
 
 from storygen.errors import StorygenError
 from storygen.inspect import report
@@ -165,3 +166,17 @@ def test_weight_decay_skips_biases_and_norm_weights(tmp_path):
         for p in no_decay["params"]
     )
     assert any(names[id(p)].endswith("c_attn.weight") for p in decay["params"])
+
+
+@pytest.mark.parametrize("overrides", [TINY_RUN, TINY_MISTRAL], ids=["gpt2", "mistral-qlora"])
+def test_a_pretrained_backbone_comes_back_in_train_mode(overrides, tmp_path):
+    """from_pretrained returns eval mode; training needs dropout on in every module."""
+    backbone_cfg = compose_config(overrides, tmp_path).model.backbone
+    pretrained_dir = tmp_path / "pretrained"
+    AutoModelForCausalLM.from_config(instantiate(backbone_cfg.architecture)).save_pretrained(
+        pretrained_dir
+    )
+    backbone = instantiate(
+        backbone_cfg, name_or_path=str(pretrained_dir), architecture=None, init_dir=None
+    )
+    assert [name for name, module in backbone.named_modules() if not module.training] == []
