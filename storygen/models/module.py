@@ -31,6 +31,7 @@ class StoryLM(LightningModule):
         tokenizer: PreTrainedTokenizerBase,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
+        compile_backbone: bool = False,
     ) -> None:
         super().__init__()
         # The optimizer and scheduler partials live in the run's config, not the checkpoint:
@@ -39,12 +40,18 @@ class StoryLM(LightningModule):
         self.tokenizer = tokenizer
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # torch.compile the loss forward only: generation's growing KV cache would recompile
+        # every step, and compiling the function (not the module) keeps state_dict keys.
+        self.compiled_forward = (
+            torch.compile(backbone.forward, dynamic=True) if compile_backbone else None
+        )
         # Token-weighted means: a batch of long stories counts for more than one of short ones.
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
-        return self.backbone(**model_inputs(batch)).loss
+        backbone = self.compiled_forward or self.backbone
+        return backbone(**model_inputs(batch)).loss
 
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss over the batch's target tokens, and how many there were."""

@@ -180,3 +180,26 @@ def test_a_pretrained_backbone_comes_back_in_train_mode(overrides, tmp_path):
         backbone_cfg, name_or_path=str(pretrained_dir), architecture=None, init_dir=None
     )
     assert [name for name, module in backbone.named_modules() if not module.training] == []
+
+
+@pytest.mark.slow
+def test_a_compiled_backbone_gives_the_eager_loss_and_gradients(tmp_path):
+    cfg = compose_config(TINY_RUN, tmp_path)
+    eager = instantiate(cfg.model)
+    compiled = instantiate(cfg.model, compile_backbone=True)
+    compiled.load_state_dict(eager.state_dict())
+    assert compiled.state_dict().keys() == eager.state_dict().keys()
+    ids = torch.randint(0, 50257, (2, 24), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    torch._dynamo.reset()
+    for model in (eager, compiled):
+        model.eval()  # no dropout: the two must see the same network
+        model(**batch).backward()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
+    torch.testing.assert_close(compiled(**batch), eager(**batch), rtol=1e-5, atol=1e-5)
+    for (name, grad), (_, compiled_grad) in zip(
+        ((n, p.grad) for n, p in eager.named_parameters()),
+        ((n, p.grad) for n, p in compiled.named_parameters()),
+        strict=True,
+    ):
+        torch.testing.assert_close(compiled_grad, grad, rtol=1e-4, atol=1e-5, msg=name)
