@@ -15,6 +15,7 @@ from typing import Protocol
 
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset
+from datasets.distributed import split_dataset_by_node
 from lightning.pytorch import LightningDataModule
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import PreTrainedTokenizerBase
@@ -196,12 +197,17 @@ class StoryDataModule(LightningDataModule):
         if isinstance(train, IterableDataset):
             # the shuffle buffer holds tokenized stories; its order depends only on the seed
             stream = train.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
+            if self.trainer is not None and self.trainer.world_size > 1:
+                # Lightning cannot shard a stream: each rank reads its own shards or rows
+                stream = split_dataset_by_node(
+                    stream, rank=self.trainer.global_rank, world_size=self.trainer.world_size
+                )
             return self._loader(stream, batch_size=self.batch_size)
+        sampler = EpochShuffleSampler(len(train), seed=self.seed)
         if self.group_by_length:
             lengths = [len(ids) for ids in train["input_ids"]]
-            sampler = LengthGroupedBatchSampler(lengths, self.batch_size, seed=self.seed)
-            return self._loader(train, batch_sampler=sampler)
-        sampler = EpochShuffleSampler(len(train), seed=self.seed)
+            batches = LengthGroupedBatchSampler(sampler, self.batch_size, lengths=lengths)
+            return self._loader(train, batch_sampler=batches)
         return self._loader(train, batch_size=self.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> StatefulDataLoader:

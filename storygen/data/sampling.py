@@ -3,44 +3,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import BatchSampler, Sampler
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
-    """Shuffle, sort by length within windows of `window_batches` batches, shuffle the batches.
+class LengthGroupedBatchSampler(BatchSampler):
+    """Batches of stories of similar length, in an order that changes every epoch.
 
-    Every example appears once per epoch; the order depends only on `seed` and the epoch (set
-    by Lightning through `set_epoch`), so
-    runs repeat. Larger windows pad less and mix less.
+    Takes its sampler's order (an `EpochShuffleSampler`; under DDP, Lightning's distributed
+    wrapper of it, so each rank groups its own share), sorts it by length within windows of
+    `window_batches` batches, and shuffles the batches. Lightning calls `set_epoch` on
+    `batch_sampler.sampler`, so the epoch reaches both shuffles. Larger windows pad less and
+    mix less.
     """
 
     def __init__(
-        self, lengths: list[int], batch_size: int, seed: int = 0, window_batches: int = 50
+        self,
+        sampler: Sampler[int],
+        batch_size: int,
+        drop_last: bool = False,
+        lengths: Sequence[int] = (),
+        window_batches: int = 50,
     ) -> None:
+        super().__init__(sampler, batch_size, drop_last)
         self.lengths = lengths
-        self.batch_size = batch_size
-        self.seed = seed
         self.window = batch_size * window_batches
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        order = list(self.sampler)
         batches = []
         for start in range(0, len(order), self.window):
             window = sorted(order[start : start + self.window], key=self.lengths.__getitem__)
             batches += [
                 window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)
             ]
+        if self.drop_last:
+            batches = [batch for batch in batches if len(batch) == self.batch_size]
+        seed = getattr(self.sampler, "seed", 0) + getattr(self.sampler, "epoch", 0)
+        generator = torch.Generator().manual_seed(seed)
         for position in torch.randperm(len(batches), generator=generator).tolist():
             yield batches[position]
 

@@ -7,6 +7,7 @@ which `datasets.load_dataset` reads the way it reads a downloaded hub repository
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -92,3 +93,14 @@ def test_streaming_cannot_group_by_length():
         StoryDataModule(
             TinyStoriesCorpus(source="sample"), TOKENIZER, streaming=True, group_by_length=True
         )
+
+
+def test_each_ddp_rank_streams_its_own_share_of_the_stories(tmp_path):
+    corpus = TinyStoriesCorpus(source="hub", hub_id=str(tinystories_hub(tmp_path / "hub")))
+    shares = []
+    for rank in (0, 1):
+        data = prepared(corpus, streaming=True)
+        data.trainer = SimpleNamespace(world_size=2, global_rank=rank)  # what DDP gives rank r
+        shares.append(train_rows(data))
+    assert shares[0] and shares[1] and not set(shares[0]) & set(shares[1])
+    assert sorted(shares[0] + shares[1]) == train_rows(prepared(corpus, streaming=True))
