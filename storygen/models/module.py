@@ -139,6 +139,31 @@ class StoryLM(LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
         }
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip fused AdamW's gradients too (`fused: true` on GPUs).
+
+        Lightning's mixed-precision plugin refuses to clip for an optimizer that unscales
+        fp16 gradients inside its step, even under bf16 where nothing is scaled. Unscaling
+        first (a no-op without a GradScaler) makes clipping correct, and torch's GradScaler
+        then steps the fused optimizer with the gradients already unscaled.
+        """
+        if not gradient_clip_val or not getattr(optimizer, "_step_supports_amp_scaling", False):
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            nn.utils.clip_grad_value_(parameters, gradient_clip_val)
+        else:
+            nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
+
     def _weight_decay(self) -> float:
         keywords = getattr(self.optimizer_factory, "keywords", {})
         return float(keywords.get("weight_decay", 0.0))

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import bitsandbytes as bnb
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.precision import MixedPrecision
 from transformers import AutoModelForCausalLM
 
 from storygen.errors import StorygenError
@@ -203,3 +205,37 @@ def test_a_compiled_backbone_gives_the_eager_loss_and_gradients(tmp_path):
         strict=True,
     ):
         torch.testing.assert_close(compiled_grad, grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def fit_three_steps(tmp_path: Path, fused: bool, precision_plugin) -> dict[str, torch.Tensor]:
+    overrides = ["data.max_train_samples=12", "data.batch_size=4", f"model.optimizer.fused={fused}"]
+    cfg = compose_config([*TINY_RUN, *overrides], tmp_path)
+    tokenizer = instantiate(cfg.model.tokenizer)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model, tokenizer=tokenizer)
+    L.Trainer(
+        accelerator="cpu",
+        plugins=[precision_plugin],
+        gradient_clip_val=1e-3,  # small enough to clip every step
+        max_steps=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(model, datamodule=instantiate(cfg.data, tokenizer=tokenizer))
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_fused_adamw_clips_gradients_like_the_default_adamw(precision, tmp_path):
+    """Lightning refuses to clip for fused AdamW under mixed precision; StoryLM clips it."""
+
+    def plugin() -> MixedPrecision:  # fp16 gets a GradScaler, as on a GPU
+        scaler = torch.amp.GradScaler("cpu") if precision == "16-mixed" else None
+        return MixedPrecision(precision, device="cpu", scaler=scaler)
+
+    fused = fit_three_steps(tmp_path / "fused", True, plugin())
+    default = fit_three_steps(tmp_path / "default", False, plugin())
+    for name, weight in default.items():
+        torch.testing.assert_close(fused[name], weight, rtol=1e-4, atol=1e-5, msg=name)
