@@ -32,7 +32,9 @@ def mean_loss(backbone, dataloader) -> float:
     """Token-weighted mean loss over a split."""
     total = tokens = 0.0
     backbone.eval()
+    device = next(backbone.parameters()).device
     for batch in dataloader:
+        batch = {key: value.to(device) for key, value in batch.items()}
         count = float(count_target_tokens(batch["labels"]))
         total += float(backbone(**batch).loss) * count
         tokens += count

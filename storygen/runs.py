@@ -65,8 +65,18 @@ def load_for_generation(
     path = check_exists(ckpt_path)
     if path.is_file():
         model = load_trained_model(ckpt_path, model_cfg)
-        return model.backbone, model.tokenizer
+        return on_gpu_if_any(model.backbone), model.tokenizer
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
     if not (path / "adapter_config.json").is_file():
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tokenizer
-    return load_adapter_fp32(path, base_model), tokenizer
+        backbone = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    else:
+        backbone = load_adapter_fp32(path, base_model)
+    return on_gpu_if_any(backbone), tokenizer
+
+
+def on_gpu_if_any(backbone: PreTrainedModel) -> PreTrainedModel:
+    """Generate and score on the GPU where there is one; 4-bit weights already sit on the
+    device bitsandbytes quantized them onto."""
+    if torch.cuda.is_available() and not getattr(backbone, "is_loaded_in_4bit", False):
+        return backbone.to("cuda")
+    return backbone
