@@ -15,6 +15,7 @@ from transformers import TextStreamer
 
 from storygen.config import CONF_DIR, setup_environment
 from storygen.errors import StorygenError, exit_on_user_error
+from storygen.generation import encode_prompts
 from storygen.runs import load_for_generation
 
 
@@ -49,9 +50,7 @@ def stream_stories(backbone, tokenizer, prompts: list[str], template: str, setti
     device = next(backbone.parameters()).device
     for number, prompt in enumerate(prompts, start=1):
         print(f"\n--- story {number} ---\n{prompt}", end="", flush=True)
-        encoded = tokenizer(
-            template.format(prompt=prompt), return_tensors="pt", add_special_tokens=False
-        ).to(device)
+        encoded = encode_prompts(tokenizer, [template.format(prompt=prompt)]).to(device)
         backbone.generate(
             **encoded,
             **asdict(settings),

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+
+from storygen.data.formatting import bos_prefix
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,7 @@ def generate_stories(
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
         for start in range(0, len(prompts), batch_size):
-            encoded = tokenizer(
-                prompts[start : start + batch_size],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-            ).to(device)
+            encoded = encode_prompts(tokenizer, prompts[start : start + batch_size]).to(device)
             output = model.generate(
                 **encoded,
                 **asdict(settings),
@@ -65,3 +62,11 @@ def generate_stories(
                 stories.append(GeneratedStory(text.strip(), length, ended))
     model.train(was_training)
     return stories
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> BatchEncoding:
+    """Prompts as training saw them (BOS first where the model has one), padded on the
+    tokenizer's side (left, for generation)."""
+    bos = bos_prefix(tokenizer)
+    ids = [bos + row for row in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    return tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")

@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from storygen.data.cache import cache_key, load_or_prepare
 from storygen.data.collate import PromptMaskingCollator
-from storygen.data.formatting import StoryFormat, tokenize_stories
+from storygen.data.formatting import LAYOUT_VERSION, StoryFormat, tokenize_stories
 from storygen.data.packing import pack_stories
 from storygen.data.sampling import EpochShuffleSampler, LengthGroupedBatchSampler
 from storygen.data.streams import Split, map_split
@@ -114,6 +114,7 @@ class StoryDataModule(LightningDataModule):
                 self.corpus.source_files(),
                 self.tokenizer,
                 self.story_format,
+                LAYOUT_VERSION,
                 self.max_samples,
                 self.packing and ("whole" if self.pack_whole_stories else "run-on"),
             )

@@ -11,6 +11,16 @@ from storygen.errors import StorygenError
 IGNORE_INDEX = -100
 # token ids only: no attention masks or special tokens the collator would throw away
 NO_EXTRAS = {"add_special_tokens": False, "return_attention_mask": False}
+# The layout of a tokenized example, part of the cache key: bump it when tokenize_stories
+# changes the tokens it writes, so no run reads examples laid out the old way.
+LAYOUT_VERSION = 2
+
+
+def bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """`[BOS]` where the tokenizer starts every text with it (Llama, Mistral: the models were
+    pretrained that way, so training and generation keep it), else `[]` (GPT-2 adds none)."""
+    bos = tokenizer.bos_token_id
+    return [bos] if bos is not None and tokenizer("a")["input_ids"][:1] == [bos] else []
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,12 @@ def tokenize_stories(
     prompt that leaves no room for its story within max_length drops the example.
     """
     prompts = [story_format.render_prompt(prompt) for prompt in batch["prompt"]]
-    cut, eos = story_format.max_length - 1, tokenizer.eos_token_id
+    bos, eos = bos_prefix(tokenizer), tokenizer.eos_token_id
+    cut = story_format.max_length - 1 - len(bos)
     if story_format.train_on_prompt:
         texts = [prompt + story for prompt, story in zip(prompts, batch["story"])]
-        input_ids = [ids[:cut] + [eos] for ids in tokenizer(texts, **NO_EXTRAS)["input_ids"]]
+        tokenized = tokenizer(texts, **NO_EXTRAS)["input_ids"]
+        input_ids = [bos + ids[:cut] + [eos] for ids in tokenized]
         return {"input_ids": input_ids, "labels": input_ids}
     prompt_ids = tokenizer(prompts, **NO_EXTRAS)["input_ids"]
     story_ids = tokenizer(batch["story"], **NO_EXTRAS)["input_ids"]
@@ -59,8 +71,8 @@ def tokenize_stories(
     for prompt, story in zip(prompt_ids, story_ids):
         if len(prompt) >= cut:
             continue  # no room for a single story token: nothing to learn (counted by the caller)
-        ids = (prompt + story)[:cut] + [eos]
-        masked = min(len(prompt), len(ids) - 1)
+        ids = bos + (prompt + story)[:cut] + [eos]
+        masked = min(len(bos) + len(prompt), len(ids) - 1)
         input_ids.append(ids)
         labels.append([IGNORE_INDEX] * masked + ids[masked:])
     return {"input_ids": input_ids, "labels": labels}
