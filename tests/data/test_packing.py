@@ -6,7 +6,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import BloomConfig, GPT2Config, MistralConfig
+from transformers import (
+    AttentionInterface,
+    AttentionMaskInterface,
+    BloomConfig,
+    GPT2Config,
+    MistralConfig,
+)
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import sdpa_mask
 
 from storygen.checks import check_packing_isolation
 from storygen.data.collate import PromptMaskingCollator
@@ -99,6 +107,24 @@ def test_a_model_whose_attention_ignores_position_ids_is_refused():
     )
     with pytest.raises(StorygenError, match="data.packing=true, but BloomForCausalLM"):
         check_packing_isolation(bloom)
+
+
+def rows_leak(module, query, key, value, attention_mask, **kwargs):
+    """sdpa, but a batch of several rows attends across packed stories, as transformers'
+    flash_attention_2 does (it separates packed stories only in a batch of one row)."""
+    if query.shape[0] > 1:
+        attention_mask = None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def test_an_attention_that_separates_stories_only_in_one_row_is_refused():
+    AttentionInterface.register("rows_leak", rows_leak)
+    AttentionMaskInterface.register("rows_leak", sdpa_mask)
+    backbone = build_backbone(
+        architecture=TINY_ARCHITECTURES["gpt2"], attn_implementation="rows_leak"
+    )
+    with pytest.raises(StorygenError, match=r"\(attention rows_leak\) lets packed stories"):
+        check_packing_isolation(backbone)
 
 
 def test_run_on_rows_are_full_and_keep_every_token_in_order():
