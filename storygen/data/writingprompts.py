@@ -94,11 +94,18 @@ def read_lines(path: Path) -> list[str]:
             "{train,valid,test}.wp_source and .wp_target."
         )
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        with path.open(encoding="utf-8", newline="") as handle:
+            text = handle.read()
     except UnicodeDecodeError as exc:
         raise StorygenError(
             f"{path} is not UTF-8 text (byte {exc.start}); re-encode it as UTF-8."
         ) from None
+    # Prompts and stories pair up by "\n" alone. str.splitlines() would also break at \r,
+    # form feeds, \x1c-\x1e, \x85, \u2028 and \u2029, which Reddit text holds.
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def read_split_files(data_dir: Path, split_name: str) -> Dataset:

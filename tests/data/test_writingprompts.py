@@ -116,6 +116,15 @@ def test_raw_files_load_aligned_and_cleaned(raw_dir: Path) -> None:
     }
 
 
+def test_only_newlines_end_a_line_of_the_raw_files(raw_dir: Path) -> None:
+    """Reddit text holds form feeds, \u2028 and stray \r; the archive ends lines with \n
+    (some copies with \r\n)."""
+    write_split(raw_dir, "train", ["[ WP ] A\x0cB", "[ WP ] C\r"], ["One\u2028two .", "Three\r"])
+    train = WritingPromptsCorpus(source="files", data_dir=str(raw_dir)).load()["train"]
+    assert len(train) == 2 and train[1]["prompt"] == "C" and train[1]["story"] == "Three"
+    assert "two" in train[0]["story"]
+
+
 def test_line_count_mismatch_is_refused(raw_dir: Path) -> None:
     (raw_dir / "test.wp_target").write_text("only one story\n")
     with pytest.raises(
