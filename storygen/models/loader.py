@@ -106,12 +106,16 @@ def build_backbone(
                 save_random_init(architecture, Path(tmp_dir)), quantization, attn_implementation
             )
 
+    # Non-reentrant checkpointing: the variant torch recommends, and the one DDP supports.
+    checkpointing = {"use_reentrant": False}
     if quantization is not None:
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=gradient_checkpointing
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs=checkpointing,
         )
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
     if gradient_checkpointing:
         model.config.use_cache = False
 

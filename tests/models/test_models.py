@@ -239,3 +239,23 @@ def test_fused_adamw_clips_gradients_like_the_default_adamw(precision, tmp_path)
     default = fit_three_steps(tmp_path / "default", False, plugin())
     for name, weight in default.items():
         torch.testing.assert_close(fused[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("overrides", [TINY_RUN, TINY_MISTRAL], ids=["gpt2", "mistral-qlora"])
+def test_gradient_checkpointing_is_non_reentrant_and_gives_the_same_gradients(overrides, tmp_path):
+    cfg = compose_config(overrides, tmp_path)
+    ids = torch.randint(0, 1000, (2, 16), generator=torch.Generator().manual_seed(0))
+    instantiate(cfg.model.backbone)  # saves the random base init both builds below load
+    gradients = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        backbone = instantiate(cfg.model.backbone, gradient_checkpointing=checkpointing)
+        torch.manual_seed(1)  # the same dropout masks; the recompute replays them
+        backbone(input_ids=ids, labels=ids).loss.backward()
+        gradients.append({n: p.grad for n, p in backbone.named_parameters() if p.requires_grad})
+    checkpointed = [m for m in backbone.modules() if hasattr(m, "_gradient_checkpointing_func")]
+    assert checkpointed and all(
+        m._gradient_checkpointing_func.keywords == {"use_reentrant": False} for m in checkpointed
+    )
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, msg=name)
