@@ -24,12 +24,27 @@ SECRET_ENV_VARS = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 def default_precision() -> str:
-    """bf16 mixed precision where the GPU has it; fp32 elsewhere (bf16 matmul crawls on CPUs)."""
+    """Mixed precision on a GPU, fp32 on a CPU (bf16 matmul crawls there)."""
     import torch
 
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
+    return gpu_precision() if torch.cuda.is_available() else "32-true"
+
+
+def gpu_precision() -> str:
+    """bf16 mixed precision, or fp16 mixed on a GPU without bf16 units (T4, V100): torch's
+    default check also says yes where bf16 is only emulated, many times slower."""
+    return "16-mixed" if gpu_lacks_bf16() else "bf16-mixed"
+
+
+def half_dtype() -> str:
+    """The compute dtype of 4-bit layers: bfloat16, or float16 on a GPU without bf16."""
+    return "float16" if gpu_lacks_bf16() else "bfloat16"
+
+
+def gpu_lacks_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def on_gpu() -> bool:
@@ -99,6 +114,8 @@ def setup_environment() -> None:
     load_dotenv(find_dotenv(usecwd=True), override=False)
     resolvers = {
         "storygen.default_precision": default_precision,
+        "storygen.gpu_precision": gpu_precision,
+        "storygen.half_dtype": half_dtype,
         "storygen.on_gpu": on_gpu,
         "storygen.wandb_offline": wandb_offline,
         "storygen.run_name": run_name,

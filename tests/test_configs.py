@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -57,9 +58,30 @@ def test_mistral_lora_is_4bit_lora(tmp_path: Path) -> None:
 
 
 def test_precision_follows_the_device(tmp_path: Path) -> None:
-    cfg = compose_config([], tmp_path)
+    cfg = compose_config(["model=mistral_lora"], tmp_path)
     assert cfg.trainer.precision == "32-true"  # no GPU here
+    assert cfg.model.backbone.quantization.bnb_4bit_compute_dtype == "bfloat16"
     assert compose_config(["trainer=gpu"], tmp_path).trainer.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize(
+    ("gpu", "native_bf16", "precision", "compute_dtype"),
+    [("A100", True, "bf16-mixed", "bfloat16"), ("T4", False, "16-mixed", "float16")],
+)
+def test_a_gpu_without_bf16_units_gets_fp16(
+    gpu, native_bf16, precision, compute_dtype, tmp_path, monkeypatch
+) -> None:
+    """torch.cuda.is_bf16_supported() says yes on a T4 too, where bf16 is emulated."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        torch.cuda,
+        "is_bf16_supported",
+        lambda including_emulation=True: native_bf16 or including_emulation,
+    )
+    for trainer in ("default", "gpu", "ddp"):
+        cfg = compose_config(["model=mistral_lora", f"trainer={trainer}"], tmp_path)
+        assert cfg.trainer.precision == precision, (gpu, trainer)
+        assert cfg.model.backbone.quantization.bnb_4bit_compute_dtype == compute_dtype
 
 
 def test_wandb_goes_online_only_with_a_key_and_a_server(
