@@ -33,9 +33,10 @@ SPLITS = ("train", "validation", "test")
 
 
 class StoryCorpus(Protocol):
-    def load(self, streaming: bool = False) -> dict[str, Split]:
+    def load(self, streaming: bool = False, num_proc: int | None = None) -> dict[str, Split]:
         """Splits train/validation/test with string columns `prompt` and `story`; with
-        `streaming`, train is an IterableDataset read as training goes."""
+        `streaming`, train is an IterableDataset read as training goes. `num_proc` processes
+        clean or split the stories."""
 
     def source_files(self) -> list[Path]:
         """Local files the corpus reads (none for the hub), so edits invalidate the cache."""
@@ -129,7 +130,7 @@ class StoryDataModule(LightningDataModule):
         )
 
     def _prepare(self) -> dict[str, dict[str, Split]]:
-        stories = self.corpus.load(streaming=self.streaming)
+        stories = self.corpus.load(streaming=self.streaming, num_proc=self.num_proc)
         for split in SPLITS:
             stories[split] = self._limit(split, stories[split])
         columns = stories["validation"].column_names

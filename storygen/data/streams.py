@@ -6,9 +6,12 @@ and are read whole, so a streamed run is scored on exactly the stories a non-str
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from datasets import Dataset, IterableDataset, load_dataset
+
+log = logging.getLogger(__name__)
 
 Split = Dataset | IterableDataset
 
@@ -40,3 +43,22 @@ def map_split(
     if isinstance(split, IterableDataset):
         return split.map(function, batched=True, **options)
     return split.map(function, batched=True, desc=desc, num_proc=num_proc, **options)
+
+
+def without_blanks(split: Split, columns: list[str], where: str) -> Split:
+    """Drop rows with an empty, whitespace-only or missing value in any of `columns` (a blank
+    story would train on EOS alone), counting them in a warning that names `where`; a
+    stream is filtered as it is read, uncounted."""
+
+    def has_text(*batch_columns: list) -> list[bool]:
+        return [all(isinstance(v, str) and v.strip() for v in row) for row in zip(*batch_columns)]
+
+    kept = split.filter(has_text, input_columns=columns, batched=True)
+    if isinstance(split, Dataset) and len(kept) < len(split):
+        log.warning(
+            "Skipped %d rows with an empty %s in %s",
+            len(split) - len(kept),
+            " or ".join(columns),
+            where,
+        )
+    return kept

@@ -14,7 +14,13 @@ from pathlib import Path
 from datasets import Dataset, load_dataset
 
 from storygen.data.sentences import split_opening
-from storygen.data.streams import Split, load_hub_splits, map_split, stream_train
+from storygen.data.streams import (
+    Split,
+    load_hub_splits,
+    map_split,
+    stream_train,
+    without_blanks,
+)
 from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
@@ -82,14 +88,6 @@ def load_text_file(path: Path) -> Dataset:
     return dataset
 
 
-def without_blank_stories(stories: Dataset) -> Dataset:
-    """Drop empty or whitespace-only texts, counting them in a warning."""
-    kept = stories.filter(lambda text: bool(text and text.strip()), input_columns="text")
-    if len(kept) < len(stories):
-        log.warning("Skipped %d empty or whitespace-only stories", len(stories) - len(kept))
-    return kept
-
-
 @dataclass(frozen=True)
 class TinyStoriesCorpus:
     """Where TinyStories comes from and how each story is split into prompt and rest."""
@@ -132,13 +130,17 @@ class TinyStoriesCorpus:
             return list(SAMPLE_FILES.values())
         return [Path(self.train_file), Path(self.validation_file)]
 
-    def load(self, streaming: bool = False) -> dict[str, Split]:
+    def load(self, streaming: bool = False, num_proc: int | None = None) -> dict[str, Split]:
         raw = stream_train(self._load_text(streaming), streaming)
         held_out = raw["validation"].train_test_split(test_size=self.test_size, seed=self.seed)
         splits = {"train": raw["train"], "validation": held_out["train"], "test": held_out["test"]}
         return {
             split: map_split(
-                stories, self._split_prompt, "Splitting openings", remove_columns=["text"]
+                stories,
+                self._split_prompt,
+                "Splitting openings",
+                num_proc=num_proc,
+                remove_columns=["text"],
             )
             for split, stories in splits.items()
         }
@@ -147,14 +149,19 @@ class TinyStoriesCorpus:
         if self.source == "hub":
             names = {"train": "train", "validation": "validation"}
             splits = load_hub_splits(self.hub_id, names, streaming)
-            return {split: stories.select_columns(["text"]) for split, stories in splits.items()}
+            return {
+                split: without_blanks(
+                    stories.select_columns(["text"]), ["text"], f"{self.hub_id} {split}"
+                )
+                for split, stories in splits.items()
+            }
         files = (
             SAMPLE_FILES
             if self.source == "sample"
             else {"train": Path(self.train_file), "validation": Path(self.validation_file)}
         )
         return {
-            split: without_blank_stories(load_text_file(Path(path)))
+            split: without_blanks(load_text_file(Path(path)), ["text"], str(path))
             for split, path in files.items()
         }
 

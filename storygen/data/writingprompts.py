@@ -17,7 +17,13 @@ from pathlib import Path
 from datasets import Dataset
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-from storygen.data.streams import Split, load_hub_splits, map_split, stream_train
+from storygen.data.streams import (
+    Split,
+    load_hub_splits,
+    map_split,
+    stream_train,
+    without_blanks,
+)
 from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
@@ -160,9 +166,9 @@ class WritingPromptsCorpus:
             if (data_dir / f"{name}.{suffix}").is_file()
         ]
 
-    def load(self, streaming: bool = False) -> dict[str, Split]:
+    def load(self, streaming: bool = False, num_proc: int | None = None) -> dict[str, Split]:
         return {
-            split: map_split(pairs, self._clean, "Cleaning WritingPrompts")
+            split: map_split(pairs, self._clean, "Cleaning WritingPrompts", num_proc=num_proc)
             for split, pairs in stream_train(self._load_raw(streaming), streaming).items()
         }
 
@@ -170,7 +176,11 @@ class WritingPromptsCorpus:
         if self.source == "hub":
             names = {"train": "train", "validation": "validation", "test": "test"}
             splits = load_hub_splits(self.hub_id, names, streaming)
-            return {name: rows.select_columns(["prompt", "story"]) for name, rows in splits.items()}
+            pair = ["prompt", "story"]
+            return {
+                split: without_blanks(rows.select_columns(pair), pair, f"{self.hub_id} {split}")
+                for split, rows in splits.items()
+            }
         data_dir = SAMPLE_DIR if self.source == "sample" else Path(self.data_dir)
         return {split: read_split_files(data_dir, name) for split, name in FILE_SPLITS.items()}
 

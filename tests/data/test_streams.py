@@ -6,6 +6,7 @@ which `datasets.load_dataset` reads the way it reads a downloaded hub repository
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -104,3 +105,19 @@ def test_each_ddp_rank_streams_its_own_share_of_the_stories(tmp_path):
         shares.append(train_rows(data))
     assert shares[0] and shares[1] and not set(shares[0]) & set(shares[1])
     assert sorted(shares[0] + shares[1]) == train_rows(prepared(corpus, streaming=True))
+
+
+def test_blank_hub_stories_are_skipped_and_counted_streamed_or_not(tmp_path, caplog):
+    stories = read_stories_txt(SAMPLE_FILES["train"])[:8]
+    hub = write_hub_layout(
+        tmp_path / "hub",
+        {
+            "train": {"text": [*stories[:4], "", "  \n ", None, *stories[4:]]},
+            "validation": {"text": read_stories_txt(SAMPLE_FILES["validation"])},
+        },
+    )
+    corpus = TinyStoriesCorpus(source="hub", hub_id=str(hub))
+    with caplog.at_level(logging.WARNING):
+        assert len(corpus.load()["train"]) == 8
+    assert f"Skipped 3 rows with an empty text in {hub} train" in caplog.text
+    assert len(list(corpus.load(streaming=True)["train"])) == 8
