@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from storygen.data.sentences import split_opening
-from storygen.data.tinystories import SAMPLE_FILES, TinyStoriesCorpus, read_stories_txt
+from storygen.data.tinystories import (
+    SAMPLE_FILES,
+    TinyStoriesCorpus,
+    iter_stories_txt,
+    read_stories_txt,
+    stories_dataset,
+)
 from storygen.errors import StorygenError
 
 
@@ -57,12 +64,28 @@ def test_jsonl_files_with_a_text_column_load(tmp_path: Path) -> None:
     ("content", "suffix", "message"),
     [
         (b"no separators at all", ".txt", "has no `<|endoftext|>` separator lines"),
-        (b"caf\xe9 story\n<|endoftext|>\n", ".txt", "is not UTF-8 text"),
+        (b"A story.\n<|endoftext|>\ncaf\xe9\n", ".txt", r"is not UTF-8 text \(byte 26\)"),
         (b'{"story": "x"}\n', ".jsonl", "need a `text` column"),
     ],
 )
 def test_bad_files_are_named_with_the_fix(tmp_path, content, suffix, message) -> None:
     path = tmp_path / f"bad{suffix}"
     path.write_bytes(content)
-    with pytest.raises(StorygenError, match=message.replace("|", r"\|").replace("`", "`")):
+    with pytest.raises(StorygenError, match=message.replace("|", r"\|")):
         TinyStoriesCorpus(source="files", train_file=str(path), validation_file=str(path)).load()
+
+
+def test_a_large_txt_file_is_read_in_chunks_with_its_blank_stories_counted(tmp_path, caplog):
+    path = tmp_path / "train.txt"
+    blank = "  \n<|endoftext|>\n"  # after every odd story
+    path.write_text("".join(f"Story {i}.\n<|endoftext|>\n" + blank * (i % 2) for i in range(7)))
+    assert stories_dataset(iter_stories_txt(path), chunk_size=2)["text"][:3] == [
+        "Story 0.",
+        "Story 1.",
+        "",
+    ]
+    with caplog.at_level(logging.WARNING):
+        corpus = TinyStoriesCorpus(source="files", train_file=str(path), validation_file=str(path))
+        train = corpus.load()["train"]
+    assert len(train) == 7
+    assert f"Skipped 3 rows with an empty text in {path}" in caplog.text
