@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch.utils.data import BatchSampler, Sampler
+from torch.utils.data import BatchSampler, RandomSampler, Sampler
 
 
 class LengthGroupedBatchSampler(BatchSampler):
@@ -47,12 +47,17 @@ class LengthGroupedBatchSampler(BatchSampler):
             yield batches[position]
 
 
-class EpochShuffleSampler(Sampler[int]):
+class EpochShuffleSampler(RandomSampler):
     """A fresh permutation every epoch, drawn from `seed + epoch` (set by Lightning through
-    `set_epoch`) rather than from a generator that carries state from epoch to epoch."""
+    `set_epoch`) rather than from a generator that carries state from epoch to epoch.
+
+    A RandomSampler, so Lightning knows it shuffles: under DDP it then gives each rank a
+    share of a per-epoch shuffle (`DistributedSampler(shuffle=True)`), alone or inside the
+    length-grouped batch sampler, rather than a fixed slice of the dataset.
+    """
 
     def __init__(self, length: int, seed: int = 0) -> None:
-        self.length = length
+        super().__init__(range(length))
         self.seed = seed
         self.epoch = 0
 
@@ -60,8 +65,8 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.data_source)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.randperm(self.length, generator=generator).tolist()
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()

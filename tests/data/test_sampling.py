@@ -4,6 +4,7 @@ import random
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.data import _is_dataloader_shuffled
 from torch.utils.data.distributed import DistributedSampler
 
 from storygen.data.datamodule import StoryDataModule
@@ -37,7 +38,8 @@ def test_length_grouping_repeats_per_seed_and_splits_between_ranks() -> None:
     lengths = list(range(100))
     first = list(grouped(lengths, batch_size=4, seed=3))
     assert first == list(grouped(lengths, batch_size=4, seed=3))
-    # under DDP Lightning hands the batch sampler a DistributedSampler in place of its own
+    # under DDP Lightning hands the batch sampler a shuffling DistributedSampler in place of
+    # its own (the loaders below tell Lightning they shuffle)
     ranks = [DistributedSampler(range(100), num_replicas=2, rank=rank, seed=3) for rank in (0, 1)]
     shares = [list(LengthGroupedBatchSampler(rank, 4, lengths=lengths)) for rank in ranks]
     assert sorted(i for share in shares for b in share for i in b) == list(range(100))
@@ -82,3 +84,5 @@ def test_a_trainer_sees_a_new_order_every_epoch_with_and_without_length_groups()
         ).fit(model, datamodule=data)
         assert len(model.seen[0]) == len(model.seen[1]) == 8
         assert model.seen[0] != model.seen[1], f"group_by_length={group_by_length}"
+        # what Lightning reads to pick DistributedSampler(shuffle=...) under DDP
+        assert _is_dataloader_shuffled(data.train_dataloader()), f"{group_by_length=}"
