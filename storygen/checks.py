@@ -18,6 +18,17 @@ def check_precision(trainer: Trainer) -> None:
         )
 
 
+def check_streaming_across_devices(trainer: Trainer, streaming: bool) -> None:
+    """A stream split across devices repeats (see StoryDataModule.train_dataloader), so its
+    epoch never ends: validation must come every N steps."""
+    if streaming and trainer.world_size > 1 and not isinstance(trainer.val_check_interval, int):
+        raise StorygenError(
+            f"data.streaming=true on {trainer.world_size} devices trains for trainer.max_steps "
+            "without an epoch end, so validation needs a step interval; set "
+            "trainer.val_check_interval=<steps> (e.g. 2000)."
+        )
+
+
 def check_context_length(max_length: int, model_config: PretrainedConfig) -> None:
     context = getattr(model_config, "max_position_embeddings", None)
     if context is not None and max_length > context:

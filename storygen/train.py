@@ -20,7 +20,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from storygen.checks import check_context_length, check_packing_isolation, check_precision
+from storygen.checks import (
+    check_context_length,
+    check_packing_isolation,
+    check_precision,
+    check_streaming_across_devices,
+)
 from storygen.config import CONF_DIR, loggable_config, setup_environment
 from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
@@ -71,6 +76,7 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     loggers += instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_precision(trainer)
+    check_streaming_across_devices(trainer, datamodule.streaming)
 
     log.info("Building model <%s>", cfg.model._target_)
     model = instantiate(cfg.model, tokenizer=tokenizer)

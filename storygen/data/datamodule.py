@@ -200,10 +200,12 @@ class StoryDataModule(LightningDataModule):
             # the shuffle buffer holds tokenized stories; its order depends only on the seed
             stream = train.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
             if self.trainer is not None and self.trainer.world_size > 1:
-                # Lightning cannot shard a stream: each rank reads its own shards or rows
+                # Lightning cannot shard a stream: each rank reads its own shards or rows.
+                # Shares differ in length, and a rank whose share ran out first would wait
+                # forever on the others' gradients: each share repeats, and max_steps ends.
                 stream = split_dataset_by_node(
                     stream, rank=self.trainer.global_rank, world_size=self.trainer.world_size
-                )
+                ).repeat(None)
             return self._loader(stream, batch_size=self.batch_size)
         sampler = EpochShuffleSampler(len(train), seed=self.seed)
         if self.group_by_length:

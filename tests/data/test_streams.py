@@ -7,14 +7,17 @@ which `datasets.load_dataset` reads the way it reads a downloaded hub repository
 from __future__ import annotations
 
 import logging
+from itertools import islice
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets import IterableDataset
 
+from storygen.checks import check_streaming_across_devices
 from storygen.data.datamodule import StoryDataModule
 from storygen.data.tinystories import SAMPLE_FILES, TinyStoriesCorpus, read_stories_txt
 from storygen.data.writingprompts import SAMPLE_DIR, WritingPromptsCorpus, read_split_files
@@ -96,14 +99,22 @@ def test_streaming_cannot_group_by_length():
         )
 
 
-def test_each_ddp_rank_streams_its_own_share_of_the_stories(tmp_path):
+def test_each_ddp_rank_streams_its_own_share_of_the_stories_and_repeats_it(tmp_path):
     corpus = TinyStoriesCorpus(source="hub", hub_id=str(tinystories_hub(tmp_path / "hub")))
     shares = []
     for rank in (0, 1):
         data = prepared(corpus, streaming=True)
         data.trainer = SimpleNamespace(world_size=2, global_rank=rank)  # what DDP gives rank r
-        shares.append(train_rows(data))
-    assert shares[0] and shares[1] and not set(shares[0]) & set(shares[1])
+        batches = islice(data.train_dataloader(), 8)  # 64 stories: 4 batches of 8 per share
+        rows = [
+            tuple(ids[mask.bool()].tolist())
+            for b in batches
+            for ids, mask in zip(b["input_ids"], b["attention_mask"])
+        ]
+        first_pass, second_pass = rows[:32], rows[32:]
+        assert sorted(second_pass) == sorted(first_pass)  # a share never runs dry
+        shares.append(first_pass)
+    assert not set(shares[0]) & set(shares[1])
     assert sorted(shares[0] + shares[1]) == train_rows(prepared(corpus, streaming=True))
 
 
@@ -121,3 +132,13 @@ def test_blank_hub_stories_are_skipped_and_counted_streamed_or_not(tmp_path, cap
         assert len(corpus.load()["train"]) == 8
     assert f"Skipped 3 rows with an empty text in {hub} train" in caplog.text
     assert len(list(corpus.load(streaming=True)["train"])) == 8
+
+
+def test_a_stream_across_devices_validates_every_n_steps():
+    def ddp(**options) -> L.Trainer:
+        return L.Trainer(accelerator="cpu", strategy="ddp", devices=2, logger=False, **options)
+
+    with pytest.raises(StorygenError, match=r"set trainer.val_check_interval=<steps>"):
+        check_streaming_across_devices(ddp(), streaming=True)
+    check_streaming_across_devices(ddp(val_check_interval=100), streaming=True)
+    check_streaming_across_devices(ddp(), streaming=False)
