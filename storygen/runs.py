@@ -19,8 +19,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from storygen.config import half_dtype
 from storygen.errors import StorygenError
-from storygen.models.loader import load_adapter_fp32, prepare_tokenizer
+from storygen.models.loader import load_adapter, prepare_tokenizer
 
 
 def run_dir_of(ckpt_path: Path) -> Path:
@@ -67,10 +68,12 @@ def load_for_generation(
         model = load_trained_model(ckpt_path, model_cfg)
         return on_gpu_if_any(model.backbone), model.tokenizer
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    # half precision on a GPU: a 7B model's fp32 weights alone (29 GB) would not fit most cards
+    dtype = getattr(torch, half_dtype()) if torch.cuda.is_available() else torch.float32
     if not (path / "adapter_config.json").is_file():
-        backbone = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        backbone = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     else:
-        backbone = load_adapter_fp32(path, base_model)
+        backbone = load_adapter(path, base_model, dtype)
     return on_gpu_if_any(backbone), tokenizer
 
 

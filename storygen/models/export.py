@@ -16,7 +16,7 @@ from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from storygen.errors import StorygenError
-from storygen.models.loader import load_adapter_fp32
+from storygen.models.loader import load_adapter
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def merge_adapter(
     The base is loaded unquantized: a QLoRA adapter trained on 4-bit weights merges into the
     full-precision weights, the usual way to serve it.
     """
-    adapter_model = load_adapter_fp32(adapter_dir)
+    adapter_model = load_adapter(adapter_dir)
     batch = tokenizer(MERGE_CHECK_TEXT, return_tensors="pt")
     expected = adapter_model(**batch).logits
     merged = adapter_model.merge_and_unload()

@@ -178,8 +178,11 @@ def build_skeleton(
         return get_peft_model(model, lora) if lora is not None else model
 
 
-def load_adapter_fp32(adapter_dir: Path, base_model: str | None = None) -> PreTrainedModel:
-    """A saved peft adapter on an fp32 copy of its base (named in adapter_config.json)."""
+def load_adapter(
+    adapter_dir: Path, base_model: str | None = None, dtype: torch.dtype = torch.float32
+) -> PreTrainedModel:
+    """A saved peft adapter on a copy of its base (named in adapter_config.json) in `dtype`:
+    fp32 to merge exactly, half precision to generate on a GPU."""
     from peft import PeftModel
 
     config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
@@ -189,5 +192,5 @@ def load_adapter_fp32(adapter_dir: Path, base_model: str | None = None) -> PreTr
             f"the adapter in {adapter_dir} names no base model it can find ({base!r}); "
             "pass base_model=<hub id or local dir of the base model>."
         )
-    backbone = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    backbone = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     return PeftModel.from_pretrained(backbone, str(adapter_dir)).eval()
