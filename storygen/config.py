@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 # Keys whose values never leave the process (configs, W&B, checkpoints).
-SECRET_ENV_VARS = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# STORYGEN_OPTUNA_STORAGE: a study's database URL, with its password.
+SECRET_ENV_VARS = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "STORYGEN_OPTUNA_STORAGE")
 
 
 def default_precision() -> str:

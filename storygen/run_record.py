@@ -22,13 +22,17 @@ from storygen.errors import find_user_error
 RECORD_FILE = "run.json"
 
 
+class RunPruned(Exception):  # noqa: N818 (not an error: a sweep's pruner stopped the run)
+    """A search's pruner stopped this run early; recorded as `pruned`, not as failed."""
+
+
 @dataclass
 class RunRecord:
     task_name: str
     overrides: list[str]
     optimized_metric: str
     status: str = "running"
-    """running | completed | interrupted (SIGTERM/Ctrl-C, resumable) | failed"""
+    """running | completed | interrupted (SIGTERM/Ctrl-C, resumable) | pruned | failed"""
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     parameters: dict[str, int] = field(default_factory=dict)
@@ -48,6 +52,9 @@ class RunRecord:
         self._fit_seconds = seconds
 
     def fail(self, exc: BaseException) -> None:
+        if isinstance(exc, RunPruned):
+            self.status, self.error = "pruned", str(exc)
+            return
         if isinstance(exc, SIGTERMException):
             self.status = "interrupted"
             self.error = "stopped by a signal; last.ckpt is saved, resume with ckpt_path=last"

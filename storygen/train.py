@@ -30,7 +30,7 @@ from storygen.config import CONF_DIR, loggable_config, setup_environment
 from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
-from storygen.run_record import RECORD_FILE, RunRecord
+from storygen.run_record import RECORD_FILE, RunPruned, RunRecord
 from storygen.run_summary import summarize_run, wandb_run_dir
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             record.write(cfg.paths.output_dir)
         publish_record(record)
         # Without this, the next job of a multirun would log into this job's W&B run.
-        wandb.finish(exit_code=0 if record.status == "completed" else 1)
+        wandb.finish(exit_code=0 if record.status in ("completed", "pruned") else 1)
 
 
 def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float]:
@@ -72,7 +72,7 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     tokenizer = instantiate(cfg.model.tokenizer)
     log.info("Building data <%s>", cfg.data._target_)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = instantiate_group(cfg.get("callbacks")) + trial_pruning(cfg)
     loggers += instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_precision(trainer)
@@ -114,6 +114,20 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     return record.metrics
 
 
+def trial_pruning(cfg: DictConfig) -> list:
+    """In an Optuna search, the callback that reports each validation to this job's trial."""
+    if cfg.get("optuna_trial") is None:
+        return []
+    from storygen.sweeps.study import storage_url
+    from storygen.sweeps.trial import OptunaPruning, open_trial
+
+    sweeper = HydraConfig.get().sweeper
+    url = storage_url(sweeper.storage, cfg.paths.root_dir, sweeper.study_name)
+    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else None
+    trial = open_trial(url, sweeper.study_name, cfg.optuna_trial, pruner)
+    return [OptunaPruning(trial, cfg.optimized_metric)]
+
+
 def resume_command(record: RunRecord, output_dir: str) -> str:
     kept = [o for o in record.overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
     return " ".join(
@@ -146,6 +160,9 @@ def main(cfg: DictConfig) -> float | None:
     except (Exception, SystemExit) as exc:
         if not in_sweep():
             raise
+        if isinstance(exc, RunPruned):  # the trial is marked pruned in its study already
+            log.info("%s", exc)
+            return float("nan")
         # One failed job must not end the sweep: it is recorded in run.json, logged here
         # (traceback included, in the job's log file) and reported as NaN to the sweeper.
         if not isinstance(exc, SystemExit):

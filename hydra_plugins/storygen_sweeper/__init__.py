@@ -1,0 +1,1 @@
+"""storygen's Optuna sweeper for Hydra (Hydra finds sweepers in the `hydra_plugins` package)."""
