@@ -118,12 +118,14 @@ def trial_pruning(cfg: DictConfig) -> list:
     """In an Optuna search, the callback that reports each validation to this job's trial."""
     if cfg.get("optuna_trial") is None:
         return []
+    import optuna
+
     from storygen.sweeps.study import storage_url
     from storygen.sweeps.trial import OptunaPruning, open_trial
 
     sweeper = HydraConfig.get().sweeper
     url = storage_url(sweeper.storage, cfg.paths.root_dir, sweeper.study_name)
-    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else None
+    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else optuna.pruners.NopPruner()
     trial = open_trial(url, sweeper.study_name, cfg.optuna_trial, pruner)
     return [OptunaPruning(trial, cfg.optimized_metric)]
 

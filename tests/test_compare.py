@@ -141,8 +141,10 @@ def compared_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def table(report: Path) -> list[dict[str, str]]:
-    """The report's markdown table as one dict per row, keyed by column header."""
-    lines = [line for line in report.read_text().splitlines() if line.startswith("|")]
+    """The report's (first) markdown table, of the runs, as one dict per row."""
+    text = report.read_text()
+    start = text.index("\n|") + 1
+    lines = text[start : text.index("\n\n", start)].splitlines()
     header, *rows = ([cell.strip() for cell in line.strip("|").split(" | ")] for line in lines)
     return [dict(zip(header, row)) for row in rows[1:]]
 

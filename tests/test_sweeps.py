@@ -1,5 +1,6 @@
 """Sweeps through the real CLI: one dir, one W&B run and one run.json per job, a failed job
-that does not end the sweep, an Optuna search, a parallel launcher, and the compare report.
+that does not end the sweep, a parallel launcher, and the compare report. Optuna searches:
+tests/test_optuna.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import ROOT, TINY_RUN
 
@@ -120,26 +120,6 @@ def test_a_failing_job_does_not_end_a_parallel_sweep(tmp_path):
     assert report.returncode == 0, report.stderr
     table = (sweep_dir / "compare" / "report.md").read_text()
     assert "failed" in table and "data.max_length=1 must be at least 2" in table
-
-
-def test_an_optuna_search_returns_the_metric_of_each_trial(tmp_path):
-    _, sweep_dir = sweep(
-        tmp_path,
-        "model=gpt2_tiny",
-        "data.corpus.source=sample",
-        "hparams_search=gpt2_optuna",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.sampler.n_startup_trials=3",
-        "logger=csv",
-    )
-    trials = [run_json(job) for job in job_dirs(sweep_dir)]
-    assert len(trials) == 3 and all(t["status"] == "completed" for t in trials)
-    learning_rates = {
-        o for t in trials for o in t["overrides"] if o.startswith("model.optimizer.lr")
-    }
-    assert len(learning_rates) == 3
-    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    assert best["best_value"] == pytest.approx(min(t["metrics"]["val/loss"] for t in trials))
 
 
 def train_cli(tmp_path: Path, *overrides: str) -> dict:

@@ -3,7 +3,8 @@
 Reads what each run left behind (`.hydra/`, `csv/metrics.csv`, `run.json`,
 `generations/{test,val}.jsonl`), or the same records from W&B (`--wandb ENTITY/PROJECT
 --group G`), and writes `report.md` (a table of runs, loss curves, ROUGE bars and story
-length histograms as PNGs) into `<sweep>/compare/` or `--out`. Nothing else is written.
+length histograms as PNGs, the first prompts' stories side by side, and for an Optuna search
+its study's trials and plots) into `<sweep>/compare/` or `--out`. Nothing else is written.
 """
 
 import argparse
@@ -19,6 +20,7 @@ from storygen.compare.runs import (
     read_local_runs,
     read_wandb_runs,
 )
+from storygen.compare.study import find_study
 from storygen.config import setup_environment
 from storygen.errors import StorygenError, exit_on_user_error
 
@@ -54,6 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--html", action="store_true", help="also write report.html")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     parser.add_argument("--group", help="with --wandb: the W&B group (the runs' task_name)")
+    parser.add_argument(
+        "--storage",
+        help="an Optuna search's database URL (default: the one its sweep dir names, or "
+        "STORYGEN_OPTUNA_STORAGE where the sweep took it from there)",
+    )
     return parser.parse_args(argv)
 
 
@@ -79,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with exit_on_user_error():
         records, source, out = load_runs(args)
-        written = write_report(records, source, out, args.metric, args.mode, args.html)
+        study = find_study(args.dirs, args.storage)
+        written = write_report(records, source, out, args.metric, args.mode, args.html, study)
         print(f"compared {len(records)} runs: " + ", ".join(str(path) for path in written))
 
 

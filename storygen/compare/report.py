@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 from markdown_it import MarkdownIt  # noqa: E402
 
 from storygen.compare.runs import LOSS_CURVES, ROUGE_KEYS, ComparedRun  # noqa: E402
+from storygen.compare.stories import stories_section  # noqa: E402
+from storygen.compare.study import StudyRef, study_section  # noqa: E402
 from storygen.errors import StorygenError  # noqa: E402
 from storygen.metrics.plots import draw_lengths  # noqa: E402
 
@@ -33,13 +35,15 @@ def monitored_metric(records: list[ComparedRun]) -> str:
 
 
 def sort_runs(records: Iterable[ComparedRun], metric: str, mode: str) -> list[ComparedRun]:
-    """Best first by `metric`; runs without it after those with it; failed runs last."""
+    """Best first by `metric`; runs without it after those with it; pruned runs (stopped
+    early, so their metric is not final) after those, failed runs last."""
 
-    def key(record: ComparedRun) -> tuple[bool, bool, float]:
+    def key(record: ComparedRun) -> tuple[bool, bool, bool, float]:
         value = record.metrics.get(metric)
         missing = value is None or math.isnan(value)
         return (
             record.status == "failed",
+            record.status == "pruned",
             missing,
             0.0 if missing else (value if mode == "min" else -value),
         )
@@ -61,6 +65,8 @@ def memory(record: ComparedRun) -> str:
 def status(record: ComparedRun) -> str:
     if record.status == "failed":
         return f"**failed**: {record.error or 'no error recorded'}"
+    if record.status == "pruned":
+        return f"pruned: {record.error}" if record.error else "pruned"
     return record.status
 
 
@@ -191,7 +197,12 @@ def write_figures(runs: list[ComparedRun], out: Path) -> dict[str, str | None]:
 
 
 def render_markdown(
-    runs: list[ComparedRun], source: str, metric: str, mode: str, figures: dict[str, str | None]
+    runs: list[ComparedRun],
+    source: str,
+    metric: str,
+    mode: str,
+    figures: dict[str, str | None],
+    extra: list[str] = (),
 ) -> str:
     counts = Counter(run.status for run in runs)
     shared = set.intersection(*(set(run.overrides) for run in runs))
@@ -201,8 +212,8 @@ def render_markdown(
         f"{source}: {len(runs)} runs ("
         + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         + ").",
-        f"Sorted by `{metric}` ({mode}); failed runs last. Story metrics come from the test "
-        "split where the run was tested, else from its last validation.",
+        f"Sorted by `{metric}` ({mode}); pruned, then failed runs last. Story metrics come "
+        "from the test split where the run was tested, else from its last validation.",
     ]
     if shared:
         lines.append("Overrides shared by all runs: " + " ".join(f"`{o}`" for o in sorted(shared)))
@@ -210,13 +221,18 @@ def render_markdown(
     for title, filename in figures.items():
         lines += ["", f"## {title}", ""]
         lines.append(f"![{title}]({filename})" if filename else "No run logged this.")
+    lines += stories_section(runs, shared) + list(extra)
     return "\n".join(lines) + "\n"
 
 
 def render_html(markdown: str) -> str:
 
-    body = MarkdownIt("commonmark").enable("table").render(markdown)
-    style = "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+    # stories are model output: shown as text, never as HTML
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    style = (
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
+        "vertical-align:top}img{max-width:100%}"
+    )
     return f"<!doctype html>\n<meta charset='utf-8'><style>{style}</style>\n{body}"
 
 
@@ -227,6 +243,7 @@ def write_report(
     metric: str | None,
     mode: str | None,
     html: bool,
+    study: StudyRef | None = None,
 ) -> list[Path]:
     """Write report.md (and report.html) with its PNGs into `out`; returns the report files."""
     if metric is not None and not any(metric in r.metrics for r in records):
@@ -238,7 +255,8 @@ def write_report(
     mode = mode or default_mode(metric)
     out.mkdir(parents=True, exist_ok=True)
     runs = sort_runs(records, metric, mode)
-    markdown = render_markdown(runs, source, metric, mode, write_figures(runs, out))
+    extra = study_section(study, out) if study else []
+    markdown = render_markdown(runs, source, metric, mode, write_figures(runs, out), extra)
     written = [out / "report.md"]
     written[0].write_text(markdown)
     if html:

@@ -33,7 +33,8 @@ class ComparedRun:
 
     name: str
     status: str
-    """completed, failed or incomplete (killed before it could write run.json)."""
+    """completed, pruned (by a search's pruner), failed or incomplete (killed before it could
+    write run.json)."""
     error: str | None = None
     overrides: tuple[str, ...] = ()
     optimized_metric: str | None = None
@@ -48,6 +49,7 @@ class ComparedRun:
     peak_memory_kind: str | None = None
     generations: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    prompts: tuple[str, ...] = ()
 
     @property
     def story_split(self) -> str | None:
@@ -109,12 +111,16 @@ def curve_from_rows(rows: list[dict[str, str]], key: str) -> list[tuple[int, flo
     return [(int(float(row["step"])), float(row[key])) for row in rows if row.get(key)]
 
 
-Stories = tuple[tuple[str, ...], tuple[str, ...]]
-"""Generated stories and their references, in the same order."""
+Stories = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+"""Generated stories, their references and their prompts, in the same order."""
 
 
 def stories_of(rows: list[dict[str, Any]]) -> Stories:
-    return tuple(r["generation"] for r in rows), tuple(r["reference"] for r in rows)
+    return (
+        tuple(r["generation"] for r in rows),
+        tuple(r["reference"] for r in rows),
+        tuple(r.get("prompt", "") for r in rows),
+    )
 
 
 def read_stories(run_dir: Path) -> Stories:
@@ -124,7 +130,7 @@ def read_stories(run_dir: Path) -> Stories:
         if path.is_file():
             lines = path.read_text().splitlines()
             return stories_of([json.loads(line) for line in lines if line.strip()])
-    return (), ()
+    return (), (), ()
 
 
 def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
@@ -138,7 +144,7 @@ def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
     if overrides is None and (hydra_dir / "overrides.yaml").is_file():
         overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
     rows = read_metrics_csv(run_dir)
-    generations, references = read_stories(run_dir)
+    generations, references, prompts = read_stories(run_dir)
     return ComparedRun(
         name=name,
         status=summary.get("status", "incomplete"),
@@ -154,6 +160,7 @@ def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
         peak_memory_kind=summary.get("peak_memory_kind"),
         generations=generations,
         references=references,
+        prompts=prompts,
     )
 
 
@@ -184,7 +191,7 @@ def wandb_stories(run: Any, download_dir: Path) -> Stories:
             with run.file(table_file["path"]).download(root=str(download_dir), replace=True) as f:
                 table = json.load(f)
             return stories_of([dict(zip(table["columns"], row)) for row in table["data"]])
-    return (), ()
+    return (), (), ()
 
 
 def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
@@ -197,12 +204,13 @@ def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
     there; otherwise W&B's state and `_runtime` stand in.
     """
     summary = run.summary
-    status = WANDB_STATUS.get(run.state, "incomplete")
+    # train puts run.json's status in the summary: a pruned run finishes as W&B "finished"
+    status = summary.get("status") or WANDB_STATUS.get(run.state, "incomplete")
     # wandb's HTTPSummary has keys() and get() but no __iter__
     names = [k for k in summary.keys() if k.startswith(METRIC_PREFIXES)]  # noqa: SIM118
     metrics = {key: summary.get(key) for key in names}
     parameters = summary.get("parameters") or {}
-    generations, references = wandb_stories(run, download_dir)
+    generations, references, prompts = wandb_stories(run, download_dir)
     return ComparedRun(
         name=run.name,
         status=status,
@@ -218,6 +226,7 @@ def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
         peak_memory_kind=summary.get("peak_memory_kind"),
         generations=generations,
         references=references,
+        prompts=prompts,
     )
 
 
