@@ -20,7 +20,7 @@ from storygen.sweeps.search_space import parse_search_space
 from storygen.sweeps.study import check_search_space, open_storage, open_study
 from tests.conftest import ROOT, compose_config
 from tests.services import postgres_server  # noqa: F401 (a fixture)
-from tests.test_sweeps import SWEEP_RUN, run_json
+from tests.test_sweeps import SWEEP_RUN, compare, run_json
 
 SEARCH = [
     *SWEEP_RUN,
@@ -153,6 +153,14 @@ def test_a_lagging_trial_is_pruned_and_recorded_as_pruned(tmp_path):
     assert b'"pruned"' in wandb_run  # the run summary's status
     assert run_json(sweep_dir / "0")["status"] == "completed"
 
+    report = compare(str(sweep_dir))
+    assert report.returncode == 0, report.stderr
+    text = (sweep_dir / "compare" / "report.md").read_text()
+    row = "| 1 | `model.optimizer.lr=1e-05` `optuna_trial=1` | pruned: pruned by Optuna at step 2"
+    assert row in text
+    assert "2 trials, direction minimize: 1 complete, 1 pruned." in text
+    assert "](optuna_history.png)" in text
+
 
 @pytest.mark.slow
 def test_two_workers_share_one_postgres_study(tmp_path, postgres_server):  # noqa: F811
@@ -241,3 +249,16 @@ def test_a_search_over_a_missing_key_stops_before_any_trial(tmp_path):
         "+model.optimizer.lrr."
     ]
     assert trial_dirs(tmp_path) == {}
+
+
+def test_a_storage_url_from_the_environment_is_masked_in_logged_configs(tmp_path, monkeypatch):
+    from storygen.config import loggable_config
+
+    url = "postgresql+psycopg://me:s3cret-pass@db.example:5432/optuna"
+    monkeypatch.setenv("STORYGEN_OPTUNA_STORAGE", url)
+    cfg = compose_config(
+        ["hparams_search=gpt2_optuna", "+study_db=${oc.env:STORYGEN_OPTUNA_STORAGE}"], tmp_path
+    )
+    assert cfg.study_db == url and cfg.hydra.sweeper.storage == url
+    assert loggable_config(cfg)["study_db"] == "***"
+    assert "s3cret-pass" not in str(loggable_config(cfg))

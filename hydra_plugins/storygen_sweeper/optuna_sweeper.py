@@ -98,6 +98,8 @@ class StoryOptunaSweeper(Sweeper):
             sweep_dir / "optuna_study.yaml",
         )
         log.info("Study %s in %s (%s)", self.study_name, shown_url(url), self.direction)
+        if url.startswith("sqlite") and "submitit" in type(self.launcher).__module__:
+            log.warning("SQLite is unsafe for jobs on many nodes; set STORYGEN_OPTUNA_STORAGE")
         job_idx = 0
         while True:
             optuna.storages.fail_stale_trials(study)  # a killed sweep's trials: failed, re-queued

@@ -57,9 +57,9 @@ def study_section(ref: StudyRef, out: Path) -> list[str]:
         return lines + [f"Could not read the study ({exc}); pass --storage URL."]
     trials = study.get_trials(deepcopy=False)
     params = sorted({name for trial in trials for name in trial.params})
-    counts = {state.name.lower(): 0 for state in optuna.trial.TrialState}
+    counts = {state_name(state): 0 for state in optuna.trial.TrialState}
     for trial in trials:
-        counts[trial.state.name.lower()] += 1
+        counts[state_name(trial.state)] += 1
     direction = study.direction.name.lower()
     lines.append(
         f"{len(trials)} trials, direction {direction}: "
@@ -70,7 +70,7 @@ def study_section(ref: StudyRef, out: Path) -> list[str]:
     lines.append("|" + "---|" * (3 + len(params)))
     for trial in trials:
         value = "–" if trial.value is None or math.isnan(trial.value) else f"{trial.value:.4f}"
-        cells = [str(trial.number), trial.state.name.lower(), value]
+        cells = [str(trial.number), state_name(trial.state), value]
         cells += [str(trial.params.get(name, "–")) for name in params]
         lines.append("| " + " | ".join(cells) + " |")
     for title, filename, plot in (
@@ -82,6 +82,11 @@ def study_section(ref: StudyRef, out: Path) -> list[str]:
         reason = plot(study, out / filename)
         lines.append(f"![{title}]({filename})" if reason is None else reason)
     return lines
+
+
+def state_name(state) -> str:
+    """Optuna's state in run.json's words: complete, pruned, failed, running, waiting."""
+    return "failed" if state.name == "FAIL" else state.name.lower()
 
 
 def load_study(ref: StudyRef):
@@ -113,6 +118,7 @@ def optuna_plot_history(study, path: Path) -> str | None:
 
 
 def optuna_plot_importances(study, path: Path) -> str | None:
+    from optuna.importance import PedAnovaImportanceEvaluator
     from optuna.trial import TrialState
     from optuna.visualization.matplotlib import plot_param_importances
 
@@ -121,7 +127,9 @@ def optuna_plot_importances(study, path: Path) -> str | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            save_axes(plot_param_importances(study), path)
+            # PED-ANOVA: Optuna's own, without fANOVA's scikit-learn dependency
+            evaluator = PedAnovaImportanceEvaluator()
+            save_axes(plot_param_importances(study, evaluator=evaluator), path)
         except (ValueError, RuntimeError) as exc:  # e.g. no parameter varied
             return f"Not computed: {exc}"
     return None
