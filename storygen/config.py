@@ -99,12 +99,16 @@ def previous_wandb_id(output_dir: str) -> str | None:
 
 
 def run_group(task_name: str) -> str:
-    """The jobs of one sweep share a W&B group named after the sweep; a single run is
+    """The jobs of one sweep share a W&B group named after the sweep, the trials of an
+    Optuna study (over resumed sweeps and workers) one named after the study; a single run is
     grouped by its task."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        study = HydraConfig.get().sweeper.get("study_name")
+        if study:
+            return f"{task_name}-{study}"
         sweep_dir = Path(HydraConfig.get().sweep.dir)
         return f"{task_name}-{sweep_dir.parent.name}-{sweep_dir.name}"
     return task_name

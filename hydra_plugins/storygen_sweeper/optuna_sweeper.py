@@ -15,26 +15,18 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from storygen.errors import exit_on_user_error
-from storygen.sweeps.search_space import as_override, parse_search_space
-from storygen.sweeps.study import (
-    check_search_space,
-    counted_trials,
-    env_storage,
-    open_storage,
-    open_study,
-    shown_url,
-    storage_url,
-)
+if TYPE_CHECKING:
+    import optuna
 
+# Hydra imports every plugin at start-up, for every command: Optuna and storygen's sweep code
+# are imported when a sweep starts, so other commands stay fast and work without them.
 log = logging.getLogger(__name__)
 
 
@@ -72,6 +64,20 @@ class StoryOptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
+        import optuna
+
+        from storygen.errors import exit_on_user_error
+        from storygen.sweeps.search_space import parse_search_space
+        from storygen.sweeps.study import (
+            check_search_space,
+            counted_trials,
+            env_storage,
+            open_storage,
+            open_study,
+            shown_url,
+            storage_url,
+        )
+
         with exit_on_user_error():  # a bad search fails here, before any trial trains
             overrides = [f"{key}={value}" for key, value in self.params.items()] + arguments
             space, fixed = parse_search_space(overrides)
@@ -118,6 +124,8 @@ class StoryOptunaSweeper(Sweeper):
 
     @staticmethod
     def job_overrides(trial: optuna.Trial, fixed: Sequence[str]) -> list[str]:
+        from storygen.sweeps.search_space import as_override
+
         return [
             *fixed,
             *(as_override(key, value) for key, value in trial.params.items()),
@@ -129,19 +137,23 @@ class StoryOptunaSweeper(Sweeper):
 def tell(study: optuna.Study, trial: optuna.Trial, ret: Any) -> None:
     """The job's value; a job that crashed, returned NaN or was pruned (it told the study
     itself) is not counted as a result."""
+    from optuna.trial import TrialState
+
     try:
         value = float(ret.return_value)
     except Exception as exc:  # the job raised: Hydra re-raises it here
         log.warning("Trial %d failed: %s", trial.number, exc)
         value = math.nan
     if math.isnan(value):
-        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     else:
         study.tell(trial, value, skip_if_finished=True)
 
 
 def write_best(study: optuna.Study, path: Path) -> None:
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         log.warning("Study %s has no completed trial yet", study.study_name)
         return

@@ -9,6 +9,7 @@ password never lands in a config file.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,7 +19,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from storygen.errors import StorygenError
 
@@ -62,15 +63,23 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             engine_kwargs["connect_args"] = {"timeout": 60}
         if parsed.get_backend_name() == "postgresql":
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1)
-            if heartbeat_interval
-            else None,
-        )
+        for attempt in range(3):
+            try:
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1)
+                    if heartbeat_interval
+                    else None,
+                )
+            except IntegrityError:
+                # workers started together on a new database race to create Optuna's tables;
+                # the loser finds them made on its next try
+                if attempt == 2:
+                    raise
+                time.sleep(1 + attempt)
     except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorygenError(
