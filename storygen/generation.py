@@ -55,10 +55,8 @@ def with_story_cap(
     stories, which is warned about once.
     """
     ref_tokens = [len(ids) for ids in tokenizer(references, add_special_tokens=False)["input_ids"]]
-    if not ref_tokens:
-        return (
-            settings if settings.max_new_tokens is not None else replace(settings, max_new_tokens=1)
-        )
+    if not ref_tokens:  # no prompts, nothing to generate
+        return replace(settings, max_new_tokens=settings.max_new_tokens or 1)
     ref_median = median(ref_tokens)
     if settings.max_new_tokens is not None:
         if settings.max_new_tokens < ref_median:
