@@ -10,6 +10,7 @@ import torch
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from storygen.data.formatting import bos_prefix
+from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,21 @@ def with_story_cap(
 
     The default cap is the longest reference of the prompt set in tokens, plus its EOS, bounded
     so that prompt and story fit in `max_length` (the longest rows training saw) and the
-    model's context. An explicit cap is kept; below the references' median it cuts most
-    stories, which is warned about once.
+    model's context. An explicit cap is kept (refused past the context, where GPT-2's position
+    table ends); below the references' median it cuts most stories, which is warned about once.
     """
     ref_tokens = [len(ids) for ids in tokenizer(references, add_special_tokens=False)["input_ids"]]
     if not ref_tokens:  # no prompts, nothing to generate
         return replace(settings, max_new_tokens=settings.max_new_tokens or 1)
     ref_median = median(ref_tokens)
+    longest_prompt = encode_prompts(tokenizer, prompts)["input_ids"].shape[1]
     if settings.max_new_tokens is not None:
+        if context is not None and longest_prompt + settings.max_new_tokens > context:
+            raise StorygenError(
+                f"generation.max_new_tokens={settings.max_new_tokens} after a "
+                f"{longest_prompt}-token prompt runs past the model's context of {context} "
+                f"tokens; set generation.max_new_tokens<={context - longest_prompt} or null."
+            )
         if settings.max_new_tokens < ref_median:
             _warn_once(
                 f"generation.max_new_tokens={settings.max_new_tokens} is below the median "
@@ -66,7 +74,6 @@ def with_story_cap(
                 "ROUGE compare cut stories; set it to null to cover the references."
             )
         return settings
-    longest_prompt = encode_prompts(tokenizer, prompts)["input_ids"].shape[1]
     room = min(max_length, context or max_length) - longest_prompt
     cap = max(1, min(max(ref_tokens) + 1, room))
     if cap < ref_median:

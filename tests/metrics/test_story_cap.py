@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from storygen.errors import StorygenError
 from storygen.generation import GenerationSettings, with_story_cap
 from storygen.models.loader import build_offline_gpt2_tokenizer, prepare_tokenizer
 
@@ -50,3 +51,12 @@ def test_an_explicit_cap_is_kept_and_warned_about_once_when_it_cuts_most_stories
     roomy = GenerationSettings(max_new_tokens=100)
     assert with_story_cap(roomy, tokenizer, PROMPTS, REFERENCES, 512, None) == roomy
     assert not caplog.records
+
+
+def test_an_explicit_cap_past_the_context_is_refused(tokenizer):
+    longest_prompt = max(token_count(tokenizer, p) for p in PROMPTS)
+    fits = GenerationSettings(max_new_tokens=64 - longest_prompt)
+    assert with_story_cap(fits, tokenizer, PROMPTS, REFERENCES, 512, 64) == fits
+    too_long = GenerationSettings(max_new_tokens=65 - longest_prompt)
+    with pytest.raises(StorygenError, match=rf"context of 64 tokens; .*<={64 - longest_prompt}"):
+        with_story_cap(too_long, tokenizer, PROMPTS, REFERENCES, 512, 64)
