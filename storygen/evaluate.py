@@ -13,15 +13,16 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MeanMetric
 
+from storygen.callbacks.story_metrics import generate_and_score
 from storygen.config import CONF_DIR, setup_environment
 from storygen.errors import StorygenError, exit_on_user_error
-from storygen.generation import generate_stories
 from storygen.metrics.plots import plot_lengths
-from storygen.metrics.story import score_stories
-from storygen.models.module import count_target_tokens
+from storygen.models.module import count_target_tokens, model_inputs
 from storygen.runs import check_exists, load_for_generation, saved_run_config
 
 log = logging.getLogger(__name__)
@@ -29,50 +30,61 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def mean_loss(backbone, dataloader) -> float:
-    """Token-weighted mean loss over a split."""
-    total = tokens = 0.0
+    """Token-weighted mean loss over a split, summed as StoryLM's test stage sums it (a
+    MeanMetric over the same batches), without a KV cache."""
+    loss = MeanMetric()
     backbone.eval()
     device = next(backbone.parameters()).device
     for batch in dataloader:
         batch = {key: value.to(device) for key, value in batch.items()}
-        count = float(count_target_tokens(batch["labels"]))
-        total += float(backbone(**batch).loss) * count
-        tokens += count
-    return total / tokens if tokens else float("nan")
+        loss.update(
+            backbone(**model_inputs(batch)).loss.cpu(),
+            weight=count_target_tokens(batch["labels"]).cpu(),
+        )
+    return float(loss.compute()) if loss.update_count else float("nan")
 
 
-def data_config(cfg: DictConfig) -> DictConfig:
-    """The data named on the command line, else the data the checkpoint's run trained on."""
-    data_overridden = any(
-        o.startswith(("data", "experiment")) for o in HydraConfig.get().overrides.task
-    )
+def data_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The data the checkpoint's run trained on, with this command's `data.*` overrides merged
+    in; `data=...` or `experiment=...` on the command line replaces it (as does a checkpoint
+    without its run's `.hydra/config.yaml`)."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
     path = check_exists(cfg.ckpt_path)
     run_cfg = saved_run_config(path) if path.is_file() else None
-    return run_cfg.data if run_cfg is not None and not data_overridden else cfg.data
+    if run_cfg is None or any(o.key_or_group in ("data", "experiment") for o in parsed):
+        return cfg.data
+    for override in parsed:
+        key = override.key_or_group
+        if not key.startswith("data."):
+            continue
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(run_cfg, parent)
+            if node is not None and leaf in node:
+                del node[leaf]
+        else:
+            OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), merge=False)
+    return run_cfg.data
 
 
-def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
+def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, float]:
     if cfg.split not in ("validation", "test"):
         raise StorygenError(
             f"split={cfg.split!r} is not known; use split=validation or split=test."
         )
     backbone, tokenizer = load_for_generation(cfg.ckpt_path, cfg.model, cfg.base_model)
-    datamodule = instantiate(data_config(cfg), tokenizer=tokenizer)
+    datamodule = instantiate(data_config(cfg, overrides), tokenizer=tokenizer)
     datamodule.setup()
     loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
     prompts = datamodule.story_prompts(cfg.split, cfg.num_prompts)
-    stories = generate_stories(
+    stories, metrics = generate_and_score(
         backbone,
         tokenizer,
-        [p.model_input for p in prompts],
+        prompts,
         instantiate(cfg.generation),
+        max_length=datamodule.story_format.max_length,
         batch_size=cfg.batch_size,
         seed=cfg.seed,
-    )
-    metrics = score_stories(
-        [s.text for s in stories],
-        [p.reference for p in prompts],
-        [s.ended_with_eos for s in stories],
     )
     metrics["loss"] = mean_loss(backbone, loader)
 
@@ -95,7 +107,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
         out_dir = Path(cfg.paths.output_dir)
-        metrics = evaluate(cfg, out_dir)
+        metrics = evaluate(cfg, out_dir, list(HydraConfig.get().overrides.task))
         width = max(map(len, metrics))
         print("\n".join(f"{name:<{width}} {value:.4f}" for name, value in metrics.items()))
         print(f"wrote {out_dir}/metrics.json, generations.jsonl, lengths.png")

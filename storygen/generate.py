@@ -64,6 +64,11 @@ def stream_stories(backbone, tokenizer, prompts: list[str], template: str, setti
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
         prompts = read_prompts(cfg.prompt, cfg.prompts_file)
+        if cfg.generation.max_new_tokens is None:
+            raise StorygenError(
+                "generation.max_new_tokens=null sizes stories by reference stories, and generate "
+                "has none; set a number (e.g. generation.max_new_tokens=200)."
+            )
         backbone, tokenizer = load_for_generation(cfg.ckpt_path, cfg.model, cfg.base_model)
         stream_stories(
             backbone, tokenizer, prompts, cfg.prompt_template, instantiate(cfg.generation), cfg.seed

@@ -8,17 +8,55 @@ from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from storygen.generation import GeneratedStory, GenerationSettings, generate_stories
+from storygen.data.datamodule import StoryPrompt
+from storygen.generation import (
+    GeneratedStory,
+    GenerationSettings,
+    generate_stories,
+    model_context,
+    with_story_cap,
+)
 from storygen.metrics.lengths import word_counts
 from storygen.metrics.story import score_stories
 
 log = logging.getLogger(__name__)
 
 
+def generate_and_score(
+    backbone: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[StoryPrompt],
+    settings: GenerationSettings,
+    max_length: int,
+    batch_size: int,
+    seed: int,
+) -> tuple[list[GeneratedStory], dict[str, float]]:
+    """Stories for a prompt set and their metrics (names without a stage prefix).
+
+    The one path the test stage and `storygen.evaluate` share: the same checkpoint, prompts,
+    settings, batch size and seed give the same numbers in both.
+    """
+    inputs = [prompt.model_input for prompt in prompts]
+    references = [prompt.reference for prompt in prompts]
+    settings = with_story_cap(
+        settings, tokenizer, inputs, references, max_length, model_context(backbone)
+    )
+    stories = generate_stories(backbone, tokenizer, inputs, settings, batch_size, seed)
+    metrics = score_stories(
+        [story.text for story in stories], references, [s.ended_with_eos for s in stories]
+    )
+    metrics["gen_tokens"] = sum(s.new_tokens for s in stories) / len(stories)
+    metrics["gen_truncated"] = sum(s.truncated for s in stories) / len(stories)
+    metrics["gen_cap"] = float(settings.max_new_tokens)
+    return stories, metrics
+
+
 class StoryMetricsCallback(Callback):
-    """Logs `val/rouge1`... (and `test/...`), lengths, diversity, the EOS rate, and a W&B table
-    of generations per validation with a histogram of their lengths.
+    """Logs `val/rouge1`... (and `test/...`), lengths, diversity, the EOS rate, the share of
+    stories cut by the cap (`val/gen_truncated`), and a W&B table of generations per
+    validation with a histogram of their lengths.
 
     The prompts are the first `num_prompts` stories of the split and sampling is seeded, so
     the same prompts are continued the same way at every validation and in every run.
@@ -53,21 +91,18 @@ class StoryMetricsCallback(Callback):
     def _score(self, trainer: Trainer, pl_module: LightningModule, stage: str, split: str) -> None:
         if self.num_prompts[stage] <= 0:
             return
-        prompts = trainer.datamodule.story_prompts(split, self.num_prompts[stage])
-        stories = generate_stories(
+        datamodule = trainer.datamodule
+        prompts = datamodule.story_prompts(split, self.num_prompts[stage])
+        stories, scores = generate_and_score(
             pl_module.backbone,
             pl_module.tokenizer,
-            [prompt.model_input for prompt in prompts],
+            prompts,
             self.generation,
+            max_length=datamodule.story_format.max_length,
             batch_size=self.batch_size,
             seed=self.seed,
         )
-        references = [prompt.reference for prompt in prompts]
-        scores = score_stories(
-            [story.text for story in stories], references, [s.ended_with_eos for s in stories]
-        )
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
-        metrics[f"{stage}/gen_tokens"] = sum(s.new_tokens for s in stories) / len(stories)
         pl_module.log_dict(metrics, sync_dist=True)
         self.samples = [
             {"prompt": prompt.prompt, "reference": prompt.reference, "generation": story.text}
