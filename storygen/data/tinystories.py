@@ -16,6 +16,7 @@ from pathlib import Path
 from datasets import Dataset, concatenate_datasets, load_dataset
 
 from storygen.data.sentences import split_opening
+from storygen.data.cache import resolve_hub_revision
 from storygen.data.streams import (
     Split,
     load_hub_splits,
@@ -118,6 +119,8 @@ class TinyStoriesCorpus:
     source: str = "hub"
     """hub | files | sample"""
     hub_id: str = "roneneldan/TinyStories"
+    revision: str | None = None
+    """with source=hub: the dataset's commit, tag or branch (None: main); pins the data"""
     train_file: str | None = None
     validation_file: str | None = None
     test_size: float = 0.5
@@ -146,6 +149,11 @@ class TinyStoriesCorpus:
                 f"data.corpus.prompt_sentences={self.prompt_sentences} must be at least 1."
             )
 
+    def hub_revision(self) -> str | None:
+        if self.source != "hub":
+            return None
+        return resolve_hub_revision(self.hub_id, self.revision)
+
     def source_files(self) -> list[Path]:
         if self.source == "hub":
             return []
@@ -171,7 +179,7 @@ class TinyStoriesCorpus:
     def _load_text(self, streaming: bool) -> dict[str, Split]:
         if self.source == "hub":
             names = {"train": "train", "validation": "validation"}
-            splits = load_hub_splits(self.hub_id, names, streaming)
+            splits = load_hub_splits(self.hub_id, names, streaming, self.revision)
             return {
                 split: without_blanks(
                     stories.select_columns(["text"]), ["text"], f"{self.hub_id} {split}"

@@ -17,6 +17,7 @@ from pathlib import Path
 from datasets import Dataset
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
+from storygen.data.cache import resolve_hub_revision
 from storygen.data.streams import (
     Split,
     load_hub_splits,
@@ -138,6 +139,8 @@ class WritingPromptsCorpus:
     source: str = "hub"
     """hub | files | sample"""
     hub_id: str = "euclaise/writingprompts"
+    revision: str | None = None
+    """with source=hub: the dataset's commit, tag or branch (None: main); pins the data"""
     data_dir: str | None = None
     """with source=files: the folder holding {train,valid,test}.wp_source/.wp_target"""
     clean: bool = True
@@ -154,6 +157,11 @@ class WritingPromptsCorpus:
                 f"data.corpus.data_dir={self.data_dir!r} is not a directory; point it at the "
                 "folder holding {train,valid,test}.wp_source and .wp_target."
             )
+
+    def hub_revision(self) -> str | None:
+        if self.source != "hub":
+            return None
+        return resolve_hub_revision(self.hub_id, self.revision)
 
     def source_files(self) -> list[Path]:
         if self.source == "hub":
@@ -175,7 +183,7 @@ class WritingPromptsCorpus:
     def _load_raw(self, streaming: bool) -> dict[str, Split]:
         if self.source == "hub":
             names = {"train": "train", "validation": "validation", "test": "test"}
-            splits = load_hub_splits(self.hub_id, names, streaming)
+            splits = load_hub_splits(self.hub_id, names, streaming, self.revision)
             pair = ["prompt", "story"]
             return {
                 split: without_blanks(rows.select_columns(pair), pair, f"{self.hub_id} {split}")
