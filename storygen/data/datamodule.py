@@ -122,6 +122,8 @@ class StoryDataModule(LightningDataModule):
         self.train_tokens = 0
         self.truncated: dict[str, int] = {}
         """stories per split cut at max_length (without EOS); a stream's train is not counted"""
+        self.examples: dict[str, int] = {}
+        """tokenized stories per split, before packing"""
         self.stories: dict[str, Split] | None = None
         self.tokenized: dict[str, Split] | None = None
 
@@ -134,7 +136,10 @@ class StoryDataModule(LightningDataModule):
         else:
             prepared = load_or_prepare(self.cache_dir, self.cache_key(), self._prepare)
         self.stories, self.tokenized = prepared["stories"], prepared["tokenized"]
-        self.truncated = prepared["stats"]["truncated"]
+        self.truncated, self.examples = (
+            prepared["stats"]["truncated"],
+            prepared["stats"]["examples"],
+        )
         log.info(
             "Stories: %s",
             ", ".join(
@@ -176,10 +181,11 @@ class StoryDataModule(LightningDataModule):
         }
         for split in SPLITS:
             self._check_dropped(split, stories[split], tokenized[split])
-        truncated = {
-            split: sum(rows["truncated"])
-            for split, rows in tokenized.items()
-            if isinstance(rows, Dataset)
+        # counted before packing: the warning speaks of stories, not packed rows
+        counted = {split: rows for split, rows in tokenized.items() if isinstance(rows, Dataset)}
+        stats = {
+            "truncated": {split: sum(rows["truncated"]) for split, rows in counted.items()},
+            "examples": {split: len(rows) for split, rows in counted.items()},
         }
         tokenized = {split: rows.remove_columns("truncated") for split, rows in tokenized.items()}
         if self.packing:
@@ -194,7 +200,6 @@ class StoryDataModule(LightningDataModule):
                 "Packing",
                 num_proc=self.num_proc,
             )
-        stats = {"truncated": truncated}
         if self.streaming:
             return {"stories": stories, "tokenized": tokenized, "stats": stats}
         return {
@@ -212,7 +217,7 @@ class StoryDataModule(LightningDataModule):
                 "Cut %s at data.max_length=%d (they end without EOS); to keep them whole, "
                 "raise data.max_length",
                 ", ".join(
-                    f"{count:,} of {len(self.tokenized[split]):,} {split} stories"
+                    f"{count:,} of {self.examples[split]:,} {split} stories"
                     for split, count in cut.items()
                 ),
                 self.story_format.max_length,

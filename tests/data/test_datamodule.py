@@ -68,10 +68,17 @@ def test_cut_stories_end_without_eos_and_are_counted_warned_and_recorded(tmp_pat
     hparams = yaml.safe_load((tmp_path / "csv" / "hparams.yaml").read_text())
     assert hparams["data/train_truncated"] == counts["train"]
 
-    # a cached run counts the same
+    # a cached run counts the same; packed rows are not stories
     again = build_datamodule(overrides, tmp_path)
     again.setup()
     assert again.truncated == counts
+    packed = build_datamodule(
+        [*overrides, "data.packing=true", "data.pack_whole_stories=false"], tmp_path
+    )
+    with caplog.at_level(logging.WARNING):
+        packed.setup()
+    assert packed.truncated == counts and len(packed.tokenized["train"]) < 48
+    assert caplog.text.count(f"Cut {counts['train']} of 48 train stories") == 3  # each run
 
 
 @pytest.mark.parametrize("data", ["tinystories", "writingprompts"])
