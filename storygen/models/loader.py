@@ -84,6 +84,10 @@ def build_offline_mistral_tokenizer() -> PreTrainedTokenizerBase:
         shutil.copyfile(model_file, Path(folder) / "tokenizer.model")
         (Path(folder) / "tokenizer_config.json").write_text(json.dumps(MISTRAL_TOKENIZER_CONFIG))
         tokenizer = AutoTokenizer.from_pretrained(folder)
+    # Name the package's file, not the folder now gone: the cache key hashes the tokenizer, and
+    # a temporary name would differ in every process
+    tokenizer.name_or_path = tokenizer.init_kwargs["name_or_path"] = str(model_file.parent)
+    tokenizer.vocab_file = tokenizer.init_kwargs["vocab_file"] = str(model_file)
     return prepare_tokenizer(tokenizer)
 
 

@@ -19,7 +19,7 @@ from storygen.data.datamodule import StoryDataModule, preparing_code
 from storygen.data.formatting import LAYOUT_VERSION
 from storygen.data.tinystories import SAMPLE_FILES, TinyStoriesCorpus
 from storygen.data.writingprompts import WritingPromptsCorpus
-from storygen.models.loader import build_offline_gpt2_tokenizer
+from storygen.models.loader import build_offline_gpt2_tokenizer, build_offline_mistral_tokenizer
 
 TOKENIZER = build_offline_gpt2_tokenizer()
 PACKAGE_DIR = str(Path(storygen.__file__).parent)
@@ -162,6 +162,18 @@ def test_a_cached_run_gives_the_tokens_of_an_uncached_run(tmp_path, corpus_files
             assert datamodule.tokenized[split].to_dict() == uncached.tokenized[split].to_dict()
             assert datamodule.stories[split].to_dict() == uncached.stories[split].to_dict()
             assert datamodule.truncated == uncached.truncated
+
+
+def test_the_real_mistral_tokenizer_gives_the_same_key_each_time_it_is_built() -> None:
+    """Built from a temporary folder whose name differs per build: a key hashing that name
+    would never let the next run read the cache."""
+    keys = {
+        StoryDataModule(
+            WritingPromptsCorpus(source="sample"), build_offline_mistral_tokenizer(), cache_dir="x"
+        ).cache_key()
+        for _ in range(2)
+    }
+    assert len(keys) == 1
 
 
 def test_a_hub_datasets_revision_is_part_of_the_key(tmp_path, monkeypatch):
