@@ -4,6 +4,9 @@ tokenizer, cut stories without EOS (counted and recorded), the same tokens with 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import lightning as L
 import pytest
@@ -12,7 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 
 from storygen.data.datamodule import StoryDataModule
-from tests.conftest import TINY_RUN, compose_config
+from tests.conftest import ROOT, TINY_RUN, compose_config
 
 MISTRAL_WRITINGPROMPTS = [
     *TINY_RUN,
@@ -92,3 +95,30 @@ def test_two_processes_prepare_the_same_tokens_as_one(data, tmp_path):
         assert two.tokenized[split].to_dict() == one.tokenized[split].to_dict()
         assert two.stories[split].to_dict() == one.stories[split].to_dict()
     assert two.truncated == one.truncated
+
+
+KEY_SCRIPT = """
+import sys
+from hydra.utils import instantiate
+from tests.conftest import compose_config
+for overrides in {runs!r}:
+    cfg = compose_config(overrides, {tmp!r})
+    print(instantiate(cfg.data, tokenizer=instantiate(cfg.model.tokenizer)).cache_key())
+"""
+
+
+@pytest.mark.slow
+def test_another_process_computes_the_same_cache_keys(tmp_path):
+    """The cache helps only if the next run, a new process, finds the same key."""
+    runs = [TINY_RUN, MISTRAL_WRITINGPROMPTS]
+    here = [build_datamodule(overrides, tmp_path).cache_key() for overrides in runs]
+    script = KEY_SCRIPT.format(runs=runs, tmp=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    assert result.stdout.split() == here
