@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
 from storygen.errors import StorygenError
 
+log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 # token ids only: no attention masks or special tokens the collator would throw away
 NO_EXTRAS = {"add_special_tokens": False, "return_attention_mask": False}
@@ -32,16 +34,23 @@ class StoryFormat:
     train_on_prompt: bool = True
     """False masks the prompt's tokens to -100 so only the story is learned"""
     max_length: int = 512
-    """tokens per example, EOS included; longer stories are cut before the EOS"""
+    """tokens per example, BOS and EOS included; a longer story is cut and ends without EOS"""
 
     def __post_init__(self) -> None:
         if "{prompt}" not in self.template:
             raise StorygenError(
                 f"data.prompt_template={self.template!r} has no `{{prompt}}` placeholder; "
-                "add one, e.g. 'Prompt: {prompt}\\nStory: '."
+                "add one, e.g. 'Prompt: {prompt}\\nStory:\\n'."
             )
         if self.max_length < 2:
             raise StorygenError(f"data.max_length={self.max_length} must be at least 2.")
+        if self.template.endswith((" ", "\t")):
+            log.warning(
+                "data.prompt_template=%r ends in a space, which the story's first word takes "
+                "into its token in training (` It`), while generation sees the prompt alone, "
+                "space and all; end the template with a newline or a word instead.",
+                self.template,
+            )
 
     def render_prompt(self, prompt: str) -> str:
         return self.template.format(prompt=prompt)

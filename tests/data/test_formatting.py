@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from functools import partial
 from pathlib import Path
 
@@ -80,8 +81,12 @@ def test_a_masked_prompt_and_its_story_are_tokenized_as_one_text_with_mistral() 
     )
 
 
-def test_a_token_holding_story_text_is_learned_even_where_it_starts_in_the_prompt() -> None:
-    fmt = StoryFormat(template="Prompt: {prompt}\nStory: ", train_on_prompt=False, max_length=64)
+def test_a_token_holding_story_text_is_learned_even_where_it_starts_in_the_prompt(
+    caplog,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        fmt = StoryFormat("Prompt: {prompt}\nStory: ", train_on_prompt=False, max_length=64)
+    assert "ends in a space, which the story's first word takes into its token" in caplog.text
     out = tokenize_stories({"prompt": ["A cat."], "story": ["It sat."]}, TOKENIZER, fmt)
     pieces = TOKENIZER.convert_ids_to_tokens(out["input_ids"][0])
     assert pieces[-5:] == [":", "ĠIt", "Ġsat", ".", "<|endoftext|>"]
