@@ -8,6 +8,7 @@ hands the story callbacks a fixed set of prompts with their reference stories.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,8 @@ from lightning.pytorch import LightningDataModule
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import PreTrainedTokenizerBase
 
-from storygen.data.cache import cache_key, load_or_prepare
+from storygen.data import formatting, packing, sentences, streams
+from storygen.data.cache import cache_key, library_versions, load_or_prepare, source_digest
 from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import LAYOUT_VERSION, StoryFormat, tokenize_stories
 from storygen.data.packing import pack_stories
@@ -32,6 +34,21 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 
 
+def preparing_code(corpus: StoryCorpus) -> list:
+    """The code whose output the cache holds, hashed into its key: the corpus's module (read,
+    clean, split), sentences, streams, formatting (tokenize), packing, and the datamodule's own
+    steps. tests/data/test_cache.py checks that nothing else of storygen runs while preparing."""
+    return [
+        sys.modules[type(corpus).__module__],
+        sentences,
+        streams,
+        formatting,
+        packing,
+        StoryDataModule._prepare,
+        StoryDataModule._limit,
+    ]
+
+
 class StoryCorpus(Protocol):
     def load(self, streaming: bool = False, num_proc: int | None = None) -> dict[str, Split]:
         """Splits train/validation/test with string columns `prompt` and `story`; with
@@ -40,6 +57,9 @@ class StoryCorpus(Protocol):
 
     def source_files(self) -> list[Path]:
         """Local files the corpus reads (none for the hub), so edits invalidate the cache."""
+
+    def hub_revision(self) -> str | None:
+        """The hub commit the corpus reads (None for local files), so updates invalidate it."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,10 @@ class StoryDataModule(LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.collator = PromptMaskingCollator(pad_token_id=tokenizer.pad_token_id)
         self.train_tokens = 0
+        self.truncated: dict[str, int] = {}
+        """stories per split cut at max_length (without EOS); a stream's train is not counted"""
+        self.examples: dict[str, int] = {}
+        """tokenized stories per split, before packing"""
         self.stories: dict[str, Split] | None = None
         self.tokenized: dict[str, Split] | None = None
 
@@ -110,23 +134,34 @@ class StoryDataModule(LightningDataModule):
             # A stream cannot be cached; its evaluation splits are small enough to redo.
             prepared = self._prepare()
         else:
-            key = cache_key(
-                self.corpus,
-                self.corpus.source_files(),
-                self.tokenizer,
-                self.story_format,
-                LAYOUT_VERSION,
-                self.max_samples,
-                self.packing and ("whole" if self.pack_whole_stories else "run-on"),
-            )
-            prepared = load_or_prepare(self.cache_dir, key, self._prepare)
+            prepared = load_or_prepare(self.cache_dir, self.cache_key(), self._prepare)
         self.stories, self.tokenized = prepared["stories"], prepared["tokenized"]
+        self.truncated, self.examples = (
+            prepared["stats"]["truncated"],
+            prepared["stats"]["examples"],
+        )
         log.info(
             "Stories: %s",
             ", ".join(
                 f"{split} {len(rows):,}" if isinstance(rows, Dataset) else f"{split} streamed"
                 for split, rows in self.tokenized.items()
             ),
+        )
+        self._report_truncated()
+
+    def cache_key(self) -> str:
+        """Everything the prepared splits depend on: inputs, settings, code and libraries."""
+        return cache_key(
+            self.corpus,
+            self.corpus.source_files(),
+            self.corpus.hub_revision(),
+            self.tokenizer,
+            self.story_format,
+            LAYOUT_VERSION,
+            self.max_samples,
+            self.packing and ("whole" if self.pack_whole_stories else "run-on"),
+            source_digest(preparing_code(self.corpus)),
+            library_versions(),
         )
 
     def _prepare(self) -> dict[str, dict[str, Split]]:
@@ -146,6 +181,13 @@ class StoryDataModule(LightningDataModule):
         }
         for split in SPLITS:
             self._check_dropped(split, stories[split], tokenized[split])
+        # counted before packing: the warning speaks of stories, not packed rows
+        counted = {split: rows for split, rows in tokenized.items() if isinstance(rows, Dataset)}
+        stats = {
+            "truncated": {split: sum(rows["truncated"]) for split, rows in counted.items()},
+            "examples": {split: len(rows) for split, rows in counted.items()},
+        }
+        tokenized = {split: rows.remove_columns("truncated") for split, rows in tokenized.items()}
         if self.packing:
             # Validation and test stay one story per row: their loss reads the same either way.
             tokenized["train"] = map_split(
@@ -159,8 +201,31 @@ class StoryDataModule(LightningDataModule):
                 num_proc=self.num_proc,
             )
         if self.streaming:
-            return {"stories": stories, "tokenized": tokenized}
-        return {"stories": DatasetDict(stories), "tokenized": DatasetDict(tokenized)}
+            return {"stories": stories, "tokenized": tokenized, "stats": stats}
+        return {
+            "stories": DatasetDict(stories),
+            "tokenized": DatasetDict(tokenized),
+            "stats": stats,
+        }
+
+    def _report_truncated(self) -> None:
+        """Stories cut at max_length end without EOS: say how many, and record the counts (as
+        settings, not per-step metrics: a resumed run's setup would log them twice)."""
+        cut = {split: count for split, count in self.truncated.items() if count}
+        if cut:
+            log.warning(
+                "Cut %s at data.max_length=%d (they end without EOS); to keep them whole, "
+                "raise data.max_length",
+                ", ".join(
+                    f"{count:,} of {self.examples[split]:,} {split} stories"
+                    for split, count in cut.items()
+                ),
+                self.story_format.max_length,
+            )
+        if self.trainer is not None:  # recorded with the run's settings (W&B config, CSV hparams)
+            counts = {f"data/{split}_truncated": count for split, count in self.truncated.items()}
+            for logger in self.trainer.loggers:
+                logger.log_hyperparams(counts)
 
     def _check_dropped(self, split: str, stories: Split, tokenized: Split) -> None:
         """Prompts filling max_length drop their story: say how many; refuse an empty split."""

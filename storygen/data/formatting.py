@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
 from storygen.errors import StorygenError
 
+log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 # token ids only: no attention masks or special tokens the collator would throw away
 NO_EXTRAS = {"add_special_tokens": False, "return_attention_mask": False}
 # The layout of a tokenized example, part of the cache key: bump it when tokenize_stories
 # changes the tokens it writes, so no run reads examples laid out the old way.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 
 def bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -32,16 +34,23 @@ class StoryFormat:
     train_on_prompt: bool = True
     """False masks the prompt's tokens to -100 so only the story is learned"""
     max_length: int = 512
-    """tokens per example, EOS included; longer stories are cut before the EOS"""
+    """tokens per example, BOS and EOS included; a longer story is cut and ends without EOS"""
 
     def __post_init__(self) -> None:
         if "{prompt}" not in self.template:
             raise StorygenError(
                 f"data.prompt_template={self.template!r} has no `{{prompt}}` placeholder; "
-                "add one, e.g. 'Prompt: {prompt}\\nStory: '."
+                "add one, e.g. 'Prompt: {prompt}\\nStory:\\n'."
             )
         if self.max_length < 2:
             raise StorygenError(f"data.max_length={self.max_length} must be at least 2.")
+        if self.template.endswith((" ", "\t")):
+            log.warning(
+                "data.prompt_template=%r ends in a space, which the story's first word takes "
+                "into its token in training (` It`), while generation sees the prompt alone, "
+                "space and all; end the template with a newline or a word instead.",
+                self.template,
+            )
 
     def render_prompt(self, prompt: str) -> str:
         return self.template.format(prompt=prompt)
@@ -49,30 +58,42 @@ class StoryFormat:
 
 def tokenize_stories(
     batch: dict[str, list[str]], tokenizer: PreTrainedTokenizerBase, story_format: StoryFormat
-) -> dict[str, list[list[int]]]:
-    """Batched `datasets.map` function: input_ids and labels for each (prompt, story).
+) -> dict[str, list]:
+    """Batched `datasets.map` function: input_ids, labels and `truncated` per (prompt, story).
 
-    A masked prompt is tokenized apart from its story so the prompt/story boundary is exact;
-    a trained-on prompt is tokenized with its story in one call, as one text. Each example
-    ends with EOS and keeps EOS's label, so the model learns where stories stop. A masked
-    prompt that leaves no room for its story within max_length drops the example.
+    Prompt and story are tokenized as one text, as the model reads them: tokenized apart,
+    SentencePiece (Mistral) would open every story with a `▁` space that the joint text does
+    not have. A masked prompt is masked by character offsets: tokens wholly inside the prompt
+    get -100, every token holding story text is learned. A story that fits ends with EOS and
+    keeps EOS's label, so the model learns where stories stop; a story cut at max_length ends
+    without one (`truncated`), so the model never learns to stop mid-sentence. A masked prompt
+    that leaves no room for a story token drops the example (counted by the caller).
     """
+    if not story_format.train_on_prompt and not tokenizer.is_fast:
+        raise StorygenError(
+            f"data.train_on_prompt=false masks the prompt by character offsets, which "
+            f"{type(tokenizer).__name__} (a slow tokenizer) cannot give; use a fast tokenizer."
+        )
     prompts = [story_format.render_prompt(prompt) for prompt in batch["prompt"]]
+    texts = [prompt + story for prompt, story in zip(prompts, batch["story"])]
+    encoded = tokenizer(texts, return_offsets_mapping=not story_format.train_on_prompt, **NO_EXTRAS)
     bos, eos = bos_prefix(tokenizer), tokenizer.eos_token_id
-    cut = story_format.max_length - 1 - len(bos)
-    if story_format.train_on_prompt:
-        texts = [prompt + story for prompt, story in zip(prompts, batch["story"])]
-        tokenized = tokenizer(texts, **NO_EXTRAS)["input_ids"]
-        input_ids = [bos + ids[:cut] + [eos] for ids in tokenized]
-        return {"input_ids": input_ids, "labels": input_ids}
-    prompt_ids = tokenizer(prompts, **NO_EXTRAS)["input_ids"]
-    story_ids = tokenizer(batch["story"], **NO_EXTRAS)["input_ids"]
-    input_ids, labels = [], []
-    for prompt, story in zip(prompt_ids, story_ids):
-        if len(prompt) >= cut:
-            continue  # no room for a single story token: nothing to learn (counted by the caller)
-        ids = bos + (prompt + story)[:cut] + [eos]
-        masked = min(len(bos) + len(prompt), len(ids) - 1)
-        input_ids.append(ids)
-        labels.append([IGNORE_INDEX] * masked + ids[masked:])
-    return {"input_ids": input_ids, "labels": labels}
+    room = story_format.max_length - len(bos)  # text tokens, EOS included
+    out: dict[str, list] = {"input_ids": [], "labels": [], "truncated": []}
+    for index, ids in enumerate(encoded["input_ids"]):
+        masked = 0
+        if not story_format.train_on_prompt:
+            prompt_end = len(prompts[index])
+            masked = sum(1 for _, end in encoded["offset_mapping"][index] if end <= prompt_end)
+            if masked >= room - 1:
+                continue  # no room for a single story token and EOS: nothing to learn
+        truncated = len(ids) >= room
+        ids = bos + (ids[:room] if truncated else [*ids, eos])
+        out["input_ids"].append(ids)
+        if story_format.train_on_prompt:
+            out["labels"].append(ids)
+        else:
+            masked += len(bos)
+            out["labels"].append([IGNORE_INDEX] * masked + ids[masked:])
+        out["truncated"].append(truncated)
+    return out

@@ -16,14 +16,17 @@ log = logging.getLogger(__name__)
 Split = Dataset | IterableDataset
 
 
-def load_hub_splits(hub_id: str, split_names: dict[str, str], streaming: bool) -> dict[str, Split]:
-    """Splits of a hub dataset (ours -> the hub's names), with train streamed if asked."""
+def load_hub_splits(
+    hub_id: str, split_names: dict[str, str], streaming: bool, revision: str | None = None
+) -> dict[str, Split]:
+    """Splits of a hub dataset (ours -> the hub's names) at `revision` (a commit, tag or
+    branch; None: main), with train streamed if asked."""
     if not streaming:
-        hub = load_dataset(hub_id)
+        hub = load_dataset(hub_id, revision=revision)
         return {split: hub[name] for split, name in split_names.items()}
     splits: dict[str, Split] = {}
     for split, name in split_names.items():
-        stream = load_dataset(hub_id, split=name, streaming=True)
+        stream = load_dataset(hub_id, split=name, streaming=True, revision=revision)
         splits[split] = stream if split == "train" else Dataset.from_list(list(stream))
     return splits
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 
+from storygen.data.cache import resolve_hub_revision
 from storygen.data.sentences import split_opening
 from storygen.data.streams import (
     Split,
@@ -72,6 +73,12 @@ def iter_stories_txt(path: Path) -> Iterator[str]:
         yield last
 
 
+def tidy(text: str) -> str:
+    """A story without the spaces its lines end with (TinyStoriesV2 lines keep them, and they
+    would tokenize into stray space tokens); its line and paragraph breaks stay as they are."""
+    return "\n".join(line.rstrip() for line in text.strip().split("\n"))
+
+
 def stories_dataset(stories: Iterable[str], chunk_size: int = 10_000) -> Dataset:
     """A `text` Dataset built a chunk at a time: the Python strings of a multi-GB file never
     all sit in memory next to their Arrow copy."""
@@ -103,12 +110,23 @@ def load_text_file(path: Path) -> Dataset:
     try:
         dataset = load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets raises several types for a malformed file
-        raise StorygenError(f"{path} could not be read as {builder}: {exc}") from None
+        raise StorygenError(
+            f"{path} could not be read as {builder}: {_reason(exc)}; repair or re-export it "
+            "(TinyStories files are .txt, .jsonl with a `text` field on each line, or .parquet "
+            "with a `text` column)."
+        ) from None
     if "text" not in dataset.column_names:
         raise StorygenError(
             f"{path} has columns {dataset.column_names}; TinyStories files need a `text` column."
         )
-    return dataset
+    return dataset.select_columns(["text"])
+
+
+def _reason(exc: BaseException) -> str:
+    """The first message under datasets' generic `DatasetGenerationError`, on one line."""
+    while type(exc).__name__ == "DatasetGenerationError" and (exc.__cause__ or exc.__context__):
+        exc = exc.__cause__ or exc.__context__
+    return " ".join(str(exc).split()).rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,8 @@ class TinyStoriesCorpus:
     source: str = "hub"
     """hub | files | sample"""
     hub_id: str = "roneneldan/TinyStories"
+    revision: str | None = None
+    """with source=hub: the dataset's commit, tag or branch (None: main); pins the data"""
     train_file: str | None = None
     validation_file: str | None = None
     test_size: float = 0.5
@@ -146,6 +166,11 @@ class TinyStoriesCorpus:
                 f"data.corpus.prompt_sentences={self.prompt_sentences} must be at least 1."
             )
 
+    def hub_revision(self) -> str | None:
+        if self.source != "hub":
+            return None
+        return resolve_hub_revision(self.hub_id, self.revision)
+
     def source_files(self) -> list[Path]:
         if self.source == "hub":
             return []
@@ -171,7 +196,7 @@ class TinyStoriesCorpus:
     def _load_text(self, streaming: bool) -> dict[str, Split]:
         if self.source == "hub":
             names = {"train": "train", "validation": "validation"}
-            splits = load_hub_splits(self.hub_id, names, streaming)
+            splits = load_hub_splits(self.hub_id, names, streaming, self.revision)
             return {
                 split: without_blanks(
                     stories.select_columns(["text"]), ["text"], f"{self.hub_id} {split}"
@@ -189,5 +214,5 @@ class TinyStoriesCorpus:
         }
 
     def _split_prompt(self, batch: dict[str, list]) -> dict[str, list[str]]:
-        pairs = [split_opening(text.strip(), self.prompt_sentences) for text in batch["text"]]
+        pairs = [split_opening(tidy(text), self.prompt_sentences) for text in batch["text"]]
         return {"prompt": [p for p, _ in pairs], "story": [s for _, s in pairs]}

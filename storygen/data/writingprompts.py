@@ -17,6 +17,7 @@ from pathlib import Path
 from datasets import Dataset
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
+from storygen.data.cache import resolve_hub_revision
 from storygen.data.streams import (
     Split,
     load_hub_splits,
@@ -31,13 +32,25 @@ log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "writingprompts"
 FILE_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
 SOURCES = ("hub", "files", "sample")
-# `[ WP ]`, `[ EU ]`, `[ Punch ]`, `[ WP/MP ]`, ... in any case, at the start of a prompt
-TAG = re.compile(r"^\s*\[\s*([A-Za-z][A-Za-z/ ]*?)\s*\](?:\s*\[[^\]]*\])*\s*")
+# `[ WP ]`, `[ EU ]`, `[ Punch ]`, `[ WP/MP ]`, ... in any case, at the start of a prompt;
+# a prompt may carry several (`[ WP ] [ EU ]`)
+TAGS = re.compile(r"^\s*(?:\[[^\]]*\]\s*)+")
+TAG = re.compile(r"\[\s*([A-Za-z][A-Za-z/ ]*?)\s*\]")
 NEWLINES = re.compile(r"(?:\s*<newline>)+\s*")
 
 
-# Traces of PTB tokenization: split contractions, spaced punctuation, `` and '' quotes.
-PTB_TRACE = re.compile(r"(?:\s(?:n't|'s|'re|'ve|'ll|'d|'m)\b|``|''|\s[,.!?;:)](?:\s|$)|\(\s)", re.I)
+# Traces of PTB tokenization: split contractions, spaced punctuation (an ellipsis too), `` and
+# '' quotes, single quotes standing alone.
+PTB_TRACE = re.compile(
+    r"(?:\s(?:n't|'s|'re|'ve|'ll|'d|'m)\b|``|''|\s[,.!?;:)](?:\s|$)|\w\s\.\.\.|\(\s|(?:^|\s)'(?:\s|$))",
+    re.I,
+)
+# A scene break PTB split into dashes (`-----` -> `-- -- -`), alone on its line
+SPLIT_DASHES = re.compile(r"^-+(?: +-+)+$")
+# The detokenizer glues an ellipsis to the next word (`n't ... fine` -> `n't...fine`) but
+# leaves it apart from a word before it at the end of a line or quote (`cat ...`)
+ELLIPSIS_BEFORE_WORD = re.compile(r"\.\.\.(?=\w)")
+ELLIPSIS_AFTER_WORD = re.compile(r"(?<=\w)\s+\.\.\.")
 
 
 @lru_cache(maxsize=1)
@@ -46,21 +59,46 @@ def _detokenizer() -> TreebankWordDetokenizer:
 
 
 def detokenize(text: str) -> str:
-    """PTB tokens back to prose: `do n't` -> `don't`, `` `` hi '' `` -> `"hi"`, no space before `,`.
+    """PTB tokens back to prose: `do n't` -> `don't`, `` `` hi '' `` -> `"hi"`, no space before `,`,
+    `said ' hi '` -> `said 'hi'`, `wait ... what` -> `wait... what`, `-- -- -` -> `-----`.
 
     Text with no trace of PTB tokenization is left as it is, so cleaning twice changes nothing.
     """
+    if SPLIT_DASHES.match(text.strip()):
+        return "".join(text.split())
     if not PTB_TRACE.search(text):
         return " ".join(text.split())
-    return _detokenizer().detokenize(text.split())
+    prose = _detokenizer().detokenize(_attach_single_quotes(text.split()))
+    return ELLIPSIS_AFTER_WORD.sub("...", ELLIPSIS_BEFORE_WORD.sub("... ", prose))
+
+
+def _attach_single_quotes(tokens: list[str]) -> list[str]:
+    """Glue PTB's standalone `'` tokens to the words they quote: the detokenizer would glue
+    each to the word before it (`said , ' hi '` -> `said,' hi'`). After a plural (`the dogs '
+    bowls`) an unpaired `'` is a possessive; quotes still unpaired are left alone."""
+    quotes = [i for i, token in enumerate(tokens) if token == "'"]
+    if len(quotes) % 2:
+        quotes = [i for i in quotes if not (i > 0 and tokens[i - 1][-1:] in ("s", "S"))]
+    if not quotes or len(quotes) % 2:
+        return tokens
+    tokens = list(tokens)
+    for opening, closing in zip(quotes[::2], quotes[1::2]):
+        if closing - opening < 2:
+            continue  # `' '`: nothing quoted
+        tokens[opening + 1] = "'" + tokens[opening + 1]
+        tokens[closing - 1] = tokens[closing - 1] + "'"
+        tokens[opening] = tokens[closing] = ""
+    return [token for token in tokens if token]
 
 
 def split_tag(text: str) -> tuple[str, str]:
-    """(`WP`, rest) for `[ WP ] rest`; ('', text) when there is no tag."""
-    match = TAG.match(text)
-    if match is None:
+    """(`WP`, rest) for `[ WP ] rest`, (`WP,EU`, rest) for `[ WP ] [ EU ] rest`; ('', text)
+    when there is no tag."""
+    match = TAGS.match(text)
+    tags = [tag.upper().replace(" ", "") for tag in TAG.findall(match.group(0))] if match else []
+    if not tags:
         return "", text.strip()
-    return match.group(1).upper().replace(" ", ""), text[match.end() :].strip()
+    return ",".join(tags), text[match.end() :].strip()
 
 
 def clean_prompt(text: str) -> str:
@@ -138,6 +176,8 @@ class WritingPromptsCorpus:
     source: str = "hub"
     """hub | files | sample"""
     hub_id: str = "euclaise/writingprompts"
+    revision: str | None = None
+    """with source=hub: the dataset's commit, tag or branch (None: main); pins the data"""
     data_dir: str | None = None
     """with source=files: the folder holding {train,valid,test}.wp_source/.wp_target"""
     clean: bool = True
@@ -154,6 +194,11 @@ class WritingPromptsCorpus:
                 f"data.corpus.data_dir={self.data_dir!r} is not a directory; point it at the "
                 "folder holding {train,valid,test}.wp_source and .wp_target."
             )
+
+    def hub_revision(self) -> str | None:
+        if self.source != "hub":
+            return None
+        return resolve_hub_revision(self.hub_id, self.revision)
 
     def source_files(self) -> list[Path]:
         if self.source == "hub":
@@ -175,7 +220,7 @@ class WritingPromptsCorpus:
     def _load_raw(self, streaming: bool) -> dict[str, Split]:
         if self.source == "hub":
             names = {"train": "train", "validation": "validation", "test": "test"}
-            splits = load_hub_splits(self.hub_id, names, streaming)
+            splits = load_hub_splits(self.hub_id, names, streaming, self.revision)
             pair = ["prompt", "story"]
             return {
                 split: without_blanks(rows.select_columns(pair), pair, f"{self.hub_id} {split}")

