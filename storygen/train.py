@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from storygen.checks import (
     check_batch_sizes,
@@ -31,7 +31,7 @@ from storygen.checks import (
     check_trained,
     check_trains_some_steps,
 )
-from storygen.config import CONF_DIR, loggable_config, setup_environment
+from storygen.config import CONF_DIR, loggable_config, mask_secrets, setup_environment
 from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
@@ -133,8 +133,12 @@ def resume_command(record: RunRecord, output_dir: str) -> str:
 
 
 def job_overrides() -> list[str]:
-    """The command-line overrides of this job (a sweep's job gets its own combination)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    """The command-line overrides of this job (a sweep's job gets its own combination), as
+    typed: `+key=${oc.env:SECRET}` stays an interpolation (reading the list item by item
+    would resolve it), and any secret typed in full is masked."""
+    if not HydraConfig.initialized():
+        return []
+    return mask_secrets(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))
 
 
 def publish_record(record: RunRecord) -> None:
