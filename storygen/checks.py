@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,7 +107,9 @@ def check_checkpoint(ckpt_path: str | None) -> None:
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception:  # torch raises RuntimeError, UnpicklingError, EOFError, ... by content
+    except pickle.UnpicklingError:
+        return  # a torch file holding objects weights_only refuses to load: Lightning decides
+    except Exception:  # not a torch zip file at all: RuntimeError, EOFError, ...
         checkpoint = None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise StorygenError(

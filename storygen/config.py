@@ -86,7 +86,11 @@ def reachable(url: str, timeout_s: float = 3.0) -> bool:
 
 
 def run_name(override_dirname: str = "") -> str | None:
-    """Name a run after the overrides that made it (`model=gpt2,data=tinystories`)."""
+    """Name a run after the overrides that made it (`model=gpt2,data=tinystories`). Hydra
+    writes override values resolved, so `+key=${oc.env:WANDB_API_KEY}` would put the key
+    into the name W&B shows: secrets are masked."""
+    for secret in secret_values():
+        override_dirname = override_dirname.replace(secret, "***")
     return override_dirname or None
 
 
