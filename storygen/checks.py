@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
@@ -84,3 +88,81 @@ def computes_in_half_precision(backbone: PreTrainedModel) -> bool:
     return any(p.dtype in half for p in backbone.parameters()) or any(
         getattr(module, "compute_dtype", None) in half for module in backbone.modules()
     )
+
+
+# Lightning's own names for a checkpoint to resume from; `last` with no last.ckpt starts afresh.
+CHECKPOINT_KEYWORDS = ("last", "best", "hpc")
+
+
+def check_checkpoint(ckpt_path: str | None) -> None:
+    """A checkpoint given to resume or test from exists and is a Lightning checkpoint, checked
+    before anything is built or written (mmap reads only its index, not a 7B model's weights)."""
+    if ckpt_path is None or str(ckpt_path) in CHECKPOINT_KEYWORDS:
+        return
+    path = Path(str(ckpt_path))
+    if not path.is_file():
+        raise StorygenError(
+            f"ckpt_path={ckpt_path} does not exist; pass a checkpoint file "
+            "(<run dir>/checkpoints/last.ckpt), or ckpt_path=last with hydra.run.dir=<run dir>."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError:
+        return  # a torch file holding objects weights_only refuses to load: Lightning decides
+    except Exception:  # not a torch zip file at all: RuntimeError, EOFError, ...
+        checkpoint = None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise StorygenError(
+            f"ckpt_path={ckpt_path} is not a Lightning checkpoint; pass a .ckpt file that "
+            "storygen.train wrote (<run dir>/checkpoints/last.ckpt)."
+        )
+
+
+def check_batch_sizes(batch_size: object, eval_batch_size: object) -> None:
+    for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise StorygenError(f"{key}={value!r} must be a whole number of at least 1 (e.g. 8).")
+
+
+def check_optimizer(optimizer_factory: Callable) -> None:
+    """Build the configured optimizer once on a dummy weight, so a bad setting (`lr=abc`) is
+    named before the model trains rather than as a traceback from inside the fit."""
+    settings = getattr(optimizer_factory, "keywords", {})
+    try:
+        optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as exc:
+        for key, value in settings.items():
+            if isinstance(value, str):
+                raise StorygenError(
+                    f"model.optimizer.{key}={value!r} is not a number; set "
+                    f"model.optimizer.{key}=<number> (e.g. model.optimizer.lr=3e-4)."
+                ) from None
+        shown = ", ".join(f"{key}={value!r}" for key, value in settings.items())
+        raise StorygenError(
+            f"model.optimizer rejects its settings ({shown}): {exc}; fix the value it names."
+        ) from None
+
+
+def check_trains_some_steps(trainer: Trainer) -> None:
+    """A fit of zero steps would test and export the random initial weights as if trained."""
+    for key, value in (
+        ("trainer.max_epochs", trainer.max_epochs),
+        ("trainer.max_steps", trainer.max_steps),
+        ("trainer.limit_train_batches", trainer.limit_train_batches),
+    ):
+        if value == 0:
+            raise StorygenError(
+                f"{key}={value} trains no step, so the run would test and export untrained "
+                f"weights; set {key} to at least 1 (or train=false ckpt_path=<checkpoint> to "
+                "test a trained model)."
+            )
+
+
+def check_trained(trainer: Trainer) -> None:
+    """After the fit: it took at least one optimizer step (or was stopped by the user)."""
+    if trainer.global_step == 0 and not trainer.interrupted:
+        raise StorygenError(
+            "the fit ended without a single optimizer step (no training batch, or a limit such "
+            "as trainer.max_time reached first); nothing trained, so nothing is tested or "
+            "exported. Check trainer.* limits and the train split's size."
+        )

@@ -87,7 +87,11 @@ def reachable(url: str, timeout_s: float = 3.0) -> bool:
 
 
 def run_name(override_dirname: str = "") -> str | None:
-    """Name a run after the overrides that made it (`model=gpt2,data=tinystories`)."""
+    """Name a run after the overrides that made it (`model=gpt2,data=tinystories`). Hydra
+    writes override values resolved, so `+key=${oc.env:WANDB_API_KEY}` would put the key
+    into the name W&B shows: secrets are masked."""
+    for secret in secret_values():
+        override_dirname = override_dirname.replace(secret, "***")
     return override_dirname or None
 
 
@@ -139,18 +143,18 @@ def secret_values() -> set[str]:
     return {value for value in values if len(value) >= 12}
 
 
+def mask_secrets(value: Any, secrets: set[str] | None = None) -> Any:
+    """`value` (plain data) with every string that holds a secret replaced by `***`."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(value, dict):
+        return {key: mask_secrets(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(item, secrets) for item in value]
+    if isinstance(value, str) and any(secret in value for secret in secrets):
+        return "***"
+    return value
+
+
 def loggable_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain data for loggers, with any secret's value masked."""
-    secrets = secret_values()
-
-    def mask(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {key: mask(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [mask(item) for item in value]
-        if isinstance(value, str) and any(secret in value for secret in secrets):
-            return "***"
-        return value
-
-    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    return mask(config)
+    return mask_secrets(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))

@@ -18,15 +18,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from storygen.checks import (
+    check_batch_sizes,
+    check_checkpoint,
     check_context_length,
+    check_optimizer,
     check_packing_isolation,
     check_precision,
     check_streaming_across_devices,
+    check_trained,
+    check_trains_some_steps,
 )
-from storygen.config import CONF_DIR, loggable_config, setup_environment
+from storygen.config import CONF_DIR, loggable_config, mask_secrets, setup_environment
 from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
@@ -69,17 +74,22 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     L.seed_everything(cfg.seed, workers=True)
 
     # Everything cheap first, so a bad option fails before a 7B model is downloaded.
+    check_checkpoint(cfg.ckpt_path)
     tokenizer = instantiate(cfg.model.tokenizer)
     log.info("Building data <%s>", cfg.data._target_)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
+    check_batch_sizes(datamodule.batch_size, datamodule.eval_batch_size)
     callbacks = instantiate_group(cfg.get("callbacks")) + trial_pruning(cfg)
     loggers += instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_precision(trainer)
     check_streaming_across_devices(trainer, datamodule.streaming)
+    if cfg.train:
+        check_trains_some_steps(trainer)
 
     log.info("Building model <%s>", cfg.model._target_)
     model = instantiate(cfg.model, tokenizer=tokenizer)
+    check_optimizer(model.optimizer_factory)
     parameters = count_parameters(model.backbone)
     record.parameters = {"trainable": parameters.trainable, "total": parameters.total}
     log.info("Parameters: %s", parameters)
@@ -93,6 +103,7 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
         started = time.perf_counter()
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         record.fit_took(time.perf_counter() - started)
+        check_trained(trainer)
         record.train_tokens = int(  # each DDP rank counts its own share
             trainer.strategy.reduce(
                 torch.tensor(datamodule.train_tokens, device=trainer.strategy.root_device),
@@ -138,8 +149,12 @@ def resume_command(record: RunRecord, output_dir: str) -> str:
 
 
 def job_overrides() -> list[str]:
-    """The command-line overrides of this job (a sweep's job gets its own combination)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    """The command-line overrides of this job (a sweep's job gets its own combination), as
+    typed: `+key=${oc.env:SECRET}` stays an interpolation (reading the list item by item
+    would resolve it), and any secret typed in full is masked."""
+    if not HydraConfig.initialized():
+        return []
+    return mask_secrets(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))
 
 
 def publish_record(record: RunRecord) -> None:

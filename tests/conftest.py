@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,48 @@ def compose_config(
 @pytest.fixture
 def tiny_run_config(tmp_path: Path) -> DictConfig:
     return compose_config(TINY_RUN, tmp_path)
+
+
+# The shared run: TINY_RUN on 240 stories, so one epoch is 30 steps, long enough for the loss
+# to fall clearly; CSV and offline W&B logging, test stage and export on (the defaults).
+TRAINED_RUN = [
+    *(o for o in TINY_RUN if not o.startswith("data.max_train_samples")),
+    "data.max_train_samples=240",
+]
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished training run: its dir (checkpoints/, csv/, wandb/, export/, run.json),
+    the config it ran with and the metrics train() returned."""
+
+    output_dir: Path
+    config: DictConfig
+    metrics: dict[str, float]
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.output_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """ONE tiny GPT-2 trained per test session through the real train() (TRAINED_RUN), for
+    every test that needs a trained run rather than to train one itself. Treat it as
+    read-only: a test that writes into a run dir takes `trained_run_copy` instead. Note that
+    the config's Hydra runtime is the one of this run, set again by the next compose_config."""
+    from storygen.train import train
+
+    output_dir = tmp_path_factory.mktemp("trained-run")
+    cfg = compose_config(TRAINED_RUN, output_dir)
+    metrics = train(cfg)
+    return TrainedRun(output_dir, cfg, metrics)
+
+
+@pytest.fixture
+def trained_run_copy(trained_run: TrainedRun, tmp_path: Path) -> TrainedRun:
+    """A private copy of the shared run, for tests that write into its dir (a resumed or
+    retried run, a failed command that must leave it intact)."""
+    output_dir = tmp_path / "trained-run"
+    shutil.copytree(trained_run.output_dir, output_dir, symlinks=True)
+    return TrainedRun(output_dir, trained_run.config, trained_run.metrics)

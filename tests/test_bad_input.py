@@ -1,6 +1,7 @@
-"""Bad input costs seconds: one clear line naming the value and the fix, a non-zero exit, no
-traceback, and nothing already written is lost. Each case runs `python -m storygen.train`;
-the table's cases run two at a time.
+"""Bad input costs seconds: one `error:` line naming the value and the fix, exit status 2 for
+storygen's own errors (1 for Hydra's config errors), no traceback, and nothing already written
+is lost. Most cases run the entry points' own code in-process, under the same handler
+(`exit_on_user_error`) the commands use; a few run the commands for the exit-code contract.
 """
 
 from __future__ import annotations
@@ -9,25 +10,22 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from omegaconf import open_dict
+import torch
 
-from storygen.train import train
-from tests.conftest import ROOT, TINY_RUN, compose_config
+import storygen.evaluate
+import storygen.generate
+import storygen.train
+from storygen.compare.__main__ import main as compare_main
+from tests.conftest import ROOT, TINY_RUN, TrainedRun, compose_config
 
 QUICK = [*TINY_RUN, "logger=csv", "callbacks.story_metrics.num_prompts=0"]
 
 
 def run_main(tmp_path: Path, *overrides: str, env: dict | None = None) -> tuple[int, str]:
-    """`python -m storygen.train` with these overrides: its exit status and its output."""
-    run_dir = (
-        []
-        if any(o.startswith("hydra.run.dir=") for o in overrides)
-        else [f"hydra.run.dir={tmp_path / 'run'}"]
-    )
+    """`python -m storygen.train` with these overrides: its exit status and its stderr."""
     result = subprocess.run(
         [
             sys.executable,
@@ -36,7 +34,7 @@ def run_main(tmp_path: Path, *overrides: str, env: dict | None = None) -> tuple[
             *QUICK,
             *overrides,
             f"paths.root_dir={tmp_path}",
-            *run_dir,
+            f"hydra.run.dir={tmp_path / 'run'}",
         ],
         cwd=tmp_path,
         capture_output=True,
@@ -44,7 +42,24 @@ def run_main(tmp_path: Path, *overrides: str, env: dict | None = None) -> tuple[
         timeout=600,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
-    return result.returncode, result.stderr + result.stdout
+    return result.returncode, result.stderr
+
+
+def run_entry(
+    entry, overrides: list[str], output_dir: Path, capsys, config_name: str = "train"
+) -> tuple[int, str]:
+    """An entry point's body (`main` under Hydra's decorator) on a composed config, in-process:
+    the exit status its error handler gives, and what it printed to stderr."""
+    cfg = compose_config(overrides, output_dir, config_name=config_name)
+    with pytest.raises(SystemExit) as exited:
+        entry.main.__wrapped__(cfg)
+    return exited.value.code, capsys.readouterr().err
+
+
+def assert_one_error_line(output: str, expected: str) -> None:
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], output[-3000:]
+    assert "Traceback" not in output
 
 
 def write_wp_dir(directory: Path, prompts: list[str], stories: list[str]) -> Path:
@@ -111,11 +126,6 @@ CASES = {
         lambda tmp: ["data.max_train_samples=0"],
         "error: the train split has no stories",
     ),
-    "unknown-config-option": (lambda tmp: ["model=nope"], "Could not find 'model/nope'"),
-    "mistyped-config-key": (
-        lambda tmp: ["model=mistral_tiny_lora", "model.backbone.lora.rankk=8"],
-        "Key 'rankk' is not in struct",
-    ),
     "4bit-without-lora": (
         lambda tmp: ["model=mistral_tiny_lora", "model.backbone.lora=null"],
         "error: 4-bit quantized weights cannot be trained",
@@ -132,80 +142,203 @@ CASES = {
         ],
         "error: data.packing=true, but BloomForCausalLM",
     ),
+    "template-without-prompt": (
+        lambda tmp: ["data.prompt_template=Story:"],
+        "error: data.prompt_template='Story:' has no `{prompt}` placeholder",
+    ),
+    "unknown-corpus-source": (
+        lambda tmp: ["data.corpus.source=ftp"],
+        "error: data.corpus.source='ftp' is not known; use one of",
+    ),
+    "files-without-train-file": (
+        lambda tmp: ["data.corpus.source=files"],
+        "error: data.corpus.source=files needs data.corpus.train_file",
+    ),
+    "test-size-out-of-range": (
+        lambda tmp: ["data.corpus.test_size=1.5"],
+        "error: data.corpus.test_size=1.5 must be in (0, 1).",
+    ),
+    "prompt-sentences-out-of-range": (
+        lambda tmp: ["data.corpus.prompt_sentences=0"],
+        "error: data.corpus.prompt_sentences=0 must be at least 1.",
+    ),
+}
+
+# Issue 13 item 10: refused before anything is built, so the run dir holds only run.json.
+REFUSED_AT_ONCE = {
+    "batch-size-zero": (["data.batch_size=0"], "error: data.batch_size=0 must be a whole number"),
+    "learning-rate-not-a-number": (
+        ["model.optimizer.lr=abc"],
+        "error: model.optimizer.lr='abc' is not a number; set model.optimizer.lr=<number>",
+    ),
+    "missing-checkpoint": (
+        ["ckpt_path=/no/such/last.ckpt"],
+        "error: ckpt_path=/no/such/last.ckpt does not exist; pass a checkpoint file",
+    ),
+    "zero-epochs": (
+        ["trainer.max_epochs=0"],
+        "error: trainer.max_epochs=0 trains no step, so the run would test and export untrained",
+    ),
+    "zero-steps": (["trainer.max_steps=0"], "error: trainer.max_steps=0 trains no step"),
 }
 
 
-@pytest.fixture(scope="module")
-def bad_input_results(tmp_path_factory) -> dict[str, tuple[int, str]]:
-    root = tmp_path_factory.mktemp("bad-input")
-
-    def run_case(case: str) -> tuple[str, tuple[int, str]]:
-        (root / case).mkdir()
-        return case, run_main(root / case, *CASES[case][0](root / case))
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(run_case, sorted(CASES)))
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(case, bad_input_results):
-    code, output = bad_input_results[case]
-    assert code != 0
-    assert CASES[case][1] in output, output[-3000:]
-    assert "Traceback" not in output
+def test_bad_input_gives_one_error_line_and_exit_2(case, tmp_path, capsys):
+    overrides = CASES[case][0](tmp_path)
+    code, stderr = run_entry(storygen.train, [*QUICK, *overrides], tmp_path / "run", capsys)
+    assert code == 2
+    assert_one_error_line(stderr, CASES[case][1])
 
 
-@pytest.fixture(scope="module")
-def gpt2_tiny_checkpoint(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("trained")
-    cfg = compose_config(QUICK, run_dir)
-    with open_dict(cfg):
-        cfg.test = cfg.export = False
-    train(cfg)
-    return run_dir / "checkpoints" / "last.ckpt"
+@pytest.mark.parametrize("case", sorted(REFUSED_AT_ONCE))
+def test_a_bad_setting_is_refused_before_anything_is_written(case, tmp_path, capsys):
+    overrides, expected = REFUSED_AT_ONCE[case]
+    code, stderr = run_entry(storygen.train, [*QUICK, *overrides], tmp_path, capsys)
+    assert code == 2
+    assert_one_error_line(stderr, expected)
+    written = [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()]
+    assert written == [Path("run.json")]
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
 
 
-def test_a_checkpoint_of_another_model_config_is_refused(gpt2_tiny_checkpoint, tmp_path):
-    code, stderr = run_main(
+def test_a_file_that_is_not_a_checkpoint_is_refused_and_the_run_dir_kept(
+    trained_run_copy: TrainedRun, capsys
+):
+    run_dir = trained_run_copy.output_dir
+    not_a_checkpoint = run_dir / "notes.ckpt"
+    not_a_checkpoint.write_text("weights are in last.ckpt\n")
+    plain_state_dict = run_dir / "weights.pt"  # a torch file, but not a Lightning checkpoint
+    torch.save({"weight": torch.zeros(2)}, plain_state_dict)
+    before = files_of(run_dir)
+    for path in (not_a_checkpoint, plain_state_dict):
+        code, stderr = run_entry(storygen.train, [*QUICK, f"ckpt_path={path}"], run_dir, capsys)
+        assert code == 2
+        assert_one_error_line(stderr, f"error: ckpt_path={path} is not a Lightning checkpoint")
+    assert_kept(run_dir, before)
+
+
+def test_a_checkpoint_of_another_model_config_is_refused(trained_run: TrainedRun, tmp_path, capsys):
+    code, stderr = run_entry(
+        storygen.train,
+        [
+            *QUICK,
+            "model.backbone.architecture.n_embd=128",
+            "train=false",
+            f"ckpt_path={trained_run.last_checkpoint}",
+        ],
         tmp_path,
-        "model.backbone.architecture.n_embd=128",
-        "train=false",
-        f"ckpt_path={gpt2_tiny_checkpoint}",
-    )
-    assert code == 2 and "error: the checkpoint does not fit this model" in stderr
-    assert "Traceback" not in stderr
-
-
-def test_a_failed_retry_in_a_run_dir_keeps_everything_already_there(gpt2_tiny_checkpoint):
-    run_dir = gpt2_tiny_checkpoint.parent.parent
-    before = {
-        p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts
-    }
-    code, _ = run_main(
-        run_dir,
-        f"hydra.run.dir={run_dir}",
-        "ckpt_path=last",
-        "data.max_train_samples=0",
+        capsys,
     )
     assert code == 2
+    assert_one_error_line(stderr, "error: the checkpoint does not fit this model")
+
+
+def files_of(run_dir: Path) -> dict[Path, bytes]:
+    return {
+        p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts
+    }
+
+
+def assert_kept(run_dir: Path, before: dict[Path, bytes]) -> None:
+    """Every file is unchanged; run.json, which records each attempt, moved to run.N.json."""
     for path, content in before.items():
         kept = path if path.name != "run.json" else path.with_name("run.1.json")
         assert kept.read_bytes() == content, path
+
+
+def test_a_failed_retry_in_a_run_dir_keeps_everything_already_there(
+    trained_run_copy: TrainedRun, capsys
+):
+    run_dir = trained_run_copy.output_dir
+    before = files_of(run_dir)
+    code, stderr = run_entry(
+        storygen.train,
+        [*QUICK, "ckpt_path=last", "data.max_train_samples=0"],
+        run_dir,
+        capsys,
+    )
+    assert code == 2
+    assert_one_error_line(stderr, "error: the train split has no stories")
+    assert_kept(run_dir, before)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
 
 
-def test_wandb_with_a_key_but_no_network_logs_offline_and_says_so(tmp_path):
-    code, output = run_main(
+def test_evaluate_with_an_unknown_split(trained_run: TrainedRun, tmp_path, capsys):
+    code, stderr = run_entry(
+        storygen.evaluate,
+        [f"ckpt_path={trained_run.last_checkpoint}", "split=bogus"],
         tmp_path,
-        "logger=wandb",
-        "test=false",
-        env={
-            "WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567",
-            "WANDB_MODE": "",
-            "WANDB_BASE_URL": "http://127.0.0.1:9",  # nothing listens on port 9
-        },
+        capsys,
+        config_name="evaluate",
     )
-    assert code == 0, output[-3000:]
-    assert "W&B: http://127.0.0.1:9 cannot be reached; logging offline" in output
-    assert len(list((tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb"))) == 1
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "completed"
+    assert code == 2
+    assert_one_error_line(stderr, "error: split='bogus' is not known; use split=validation")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("content", [None, "\n  \n\t\n"], ids=["missing", "blank"])
+def test_generate_with_a_missing_or_blank_prompts_file(
+    content, trained_run: TrainedRun, tmp_path, capsys
+):
+    prompts = tmp_path / "prompts.txt"
+    if content is not None:
+        prompts.write_text(content)
+    code, stderr = run_entry(
+        storygen.generate,
+        [f"ckpt_path={trained_run.last_checkpoint}", f"prompts_file={prompts}"],
+        tmp_path,
+        capsys,
+        config_name="generate",
+    )
+    assert code == 2
+    expected = "does not exist." if content is None else "holds no prompts; write one per line."
+    assert_one_error_line(stderr, f"error: prompts_file {prompts} {expected}")
+
+
+def test_compare_with_a_corrupt_run_json(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "run.json").write_text('{"status": "completed", "metrics": {')
+    with pytest.raises(SystemExit) as exited:
+        compare_main([str(run_dir), "--out", str(tmp_path / "report")])
+    assert exited.value.code == 2
+    assert_one_error_line(
+        capsys.readouterr().err, f"error: {run_dir / 'run.json'} is not valid JSON"
+    )
+    assert not (tmp_path / "report").exists()
+
+
+# The commands themselves: Hydra's config errors exit 1 with Hydra's message, storygen's 2.
+@pytest.mark.parametrize(
+    ("overrides", "code", "message"),
+    [
+        (["model=nope"], 1, "Could not find 'model/nope'"),
+        (
+            ["model=mistral_tiny_lora", "model.backbone.lora.rankk=8"],
+            1,
+            "Key 'rankk' is not in struct",
+        ),
+        (["data.batch_size=0"], 2, "error: data.batch_size=0 must be a whole number of at least 1"),
+    ],
+    ids=["unknown-option", "mistyped-key", "storygen-error"],
+)
+def test_the_command_exits_1_for_hydra_errors_and_2_for_storygen_errors(
+    overrides, code, message, tmp_path
+):
+    returned, stderr = run_main(tmp_path, *overrides)
+    assert returned == code, stderr[-3000:]
+    assert message in stderr and "Traceback" not in stderr
+    if code == 2:
+        assert_one_error_line(stderr, message)
+
+
+def test_wandb_with_a_key_but_no_network_logs_offline_and_says_so(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
+    monkeypatch.setenv("WANDB_MODE", "")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on port 9
+    cfg = compose_config([*QUICK, "logger=wandb", "test=false"], tmp_path)
+    storygen.train.train(cfg)
+    assert "W&B: http://127.0.0.1:9 cannot be reached; logging offline" in caplog.text
+    assert len(list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))) == 1
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "completed"

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import initialize_config_dir
+from hydra._internal.utils import _locate
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -21,11 +24,44 @@ OPTIONS = [
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
     cfg = compose_config([f"{group}={option}"], tmp_path)
-    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    assert cfg.hydra.runtime.choices[group] == option
+    resolved = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    for target in targets(resolved):  # and every class or builder it names exists
+        assert _locate(target) is not None, target
 
 
-def test_groups_are_not_empty() -> None:
-    assert {group for group, _ in OPTIONS} == set(GROUPS)
+def targets(node) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["_target_"]] if isinstance(node.get("_target_"), str) else []
+        return found + [t for key, value in node.items() if key != "hydra" for t in targets(value)]
+    if isinstance(node, list):
+        return [t for item in node for t in targets(item)]
+    return []
+
+
+# What the README documents; Hydra's own listing of each group must hold at least these.
+DOCUMENTED = {
+    "model": {"gpt2", "gpt2_tiny", "mistral_lora", "mistral_tiny_lora"},
+    "data": {"tinystories", "writingprompts"},
+    "trainer": {"default", "cpu", "gpu", "ddp"},
+    "logger": {"default", "csv", "wandb", "none"},
+    "callbacks": {"default", "none"},
+    "experiment": {
+        "quickstart",
+        "gpt2_writingprompts",
+        "mistral_tinystories",
+        "mistral_writingprompts",
+    },
+}
+
+
+def test_every_documented_option_is_offered_and_composed() -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for group, options in DOCUMENTED.items():
+            assert options <= set(loader.get_group_options(group)), group
+            assert options <= {option for g, option in OPTIONS if g == group}, group
 
 
 def test_gpt2_tinystories_is_full_finetuning_of_the_hub_model(tmp_path: Path) -> None:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch import Callback
 from omegaconf import open_dict
 
 from storygen.errors import StorygenError
+from storygen.inspect import report
 from storygen.run_summary import train_loss_curve
 from storygen.train import train
-from tests.conftest import ROOT, TINY_RUN, compose_config
+from tests.conftest import ROOT, TINY_RUN, TRAINED_RUN, TrainedRun, compose_config
+from tests.wandb_records import wandb_history
 
 
 def wandb_run_file(output_dir: Path) -> Path:
@@ -22,47 +30,55 @@ def wandb_run_file(output_dir: Path) -> Path:
     return runs[0]
 
 
-def test_fit_and_test_write_checkpoints_metrics_and_a_wandb_run(tiny_run_config, tmp_path):
-    metrics = train(tiny_run_config)
+def csv_column(metrics_csv: Path, key: str) -> list[float]:
+    with metrics_csv.open(newline="") as handle:
+        return [float(row[key]) for row in csv.DictReader(handle) if row.get(key) not in (None, "")]
 
+
+def wandb_column(history: list[dict], key: str) -> list[float]:
+    return [float(row[key]) for row in history if key in row]
+
+
+def test_fit_and_test_write_checkpoints_metrics_and_a_wandb_run(trained_run: TrainedRun):
+    run_dir, metrics = trained_run.output_dir, trained_run.metrics
     assert {"val/loss", "val/rouge1", "val/rouge2", "val/rougeL", "test/loss"} <= metrics.keys()
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    assert train_loss_curve(tmp_path / "csv" / "metrics.csv")
-    csv_header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
-    assert "val/rouge1" in csv_header and "val/loss" in csv_header
-    run_bytes = wandb_run_file(tmp_path).read_bytes()
-    for key in (
-        b"train/loss",
-        b"val/loss",
-        b"val/rouge1",
-        b"val/rougeLsum",
-        b"val/distinct2",
-        b"val/eos_rate",
-        b"val/generations",
-        b"val/length_histogram",
-    ):
-        assert key in run_bytes, key
+    assert trained_run.last_checkpoint.is_file()
+    assert (run_dir / "export" / "model" / "config.json").is_file()
+    metrics_csv = run_dir / "csv" / "metrics.csv"
+
+    # the W&B run holds the values the CSV holds, step for step (not just the key names,
+    # which its logged config contains anyway)
+    history = wandb_history(wandb_run_file(run_dir))
+    for key in ("train/loss", "val/loss", "val/rouge1", "test/loss", "test/rouge1"):
+        logged = wandb_column(history, key)
+        assert logged, key
+        assert logged == pytest.approx(csv_column(metrics_csv, key), rel=1e-6), key
+    assert wandb_column(history, "val/loss")[-1] == pytest.approx(metrics["val/loss"], rel=1e-6)
+    assert len(wandb_column(history, "train/loss")) == 30
+    for key in ("val/rougeLsum", "val/distinct2", "val/eos_rate", "val/ref_len_median"):
+        assert len(wandb_column(history, key)) == 1, key
+    media = {key for row in history for key in row}  # tables and histograms, by their type
+    assert {"val/generations/_type", "val/length_histogram/_type"} <= media
 
 
-def test_loss_falls_over_a_real_epoch(tmp_path):
-    overrides = [o for o in TINY_RUN if not o.startswith("data.max_train_samples")]
-    cfg = compose_config(
-        [
-            *overrides,
-            "data.max_train_samples=240",
-            "logger=csv",
-            "callbacks.story_metrics.num_prompts=0",
-        ],
-        tmp_path,
-    )
-    with open_dict(cfg):
-        cfg.test = False
-    train(cfg)
-    losses = train_loss_curve(tmp_path / "csv" / "metrics.csv")
-    assert len(losses) == 30
-    # from ~ln(50257) = 10.8 at random init to well below it in one epoch
+def test_loss_falls_over_a_real_epoch(trained_run: TrainedRun):
+    losses = train_loss_curve(trained_run.output_dir / "csv" / "metrics.csv")
+    assert len(losses) == 30  # 240 stories in batches of 8
+    # from ~ln(50257) = 10.8 at random init to well below it in one epoch, on held-out
+    # stories too
     assert losses[0] > 10.0
     assert sum(losses[-5:]) / 5 < losses[0] - 3.0
+    assert trained_run.metrics["val/loss"] < losses[0] - 3.0
+    assert trained_run.metrics["test/loss"] < losses[0] - 3.0
+
+
+class TrainBatchRecorder(Callback):
+    """Keeps every batch the fit trained on, as the model received it."""
+
+    batches: ClassVar[list[dict]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        TrainBatchRecorder.batches.append({key: value.cpu() for key, value in batch.items()})
 
 
 def test_writingprompts_sample_trains_with_the_prompt_masked_in_length_groups(tmp_path):
@@ -74,11 +90,42 @@ def test_writingprompts_sample_trains_with_the_prompt_masked_in_length_groups(tm
             "data.corpus.source=sample",
             "logger=csv",
             "data.group_by_length=true",
+            "data.corpus.max_story_words=40",  # 66-84 tokens: none cut at max_length
+            "callbacks.story_metrics.num_prompts=2",
         ],
         tmp_path,
     )
+    with open_dict(cfg):
+        cfg.callbacks.batch_recorder = {"_target_": f"{__name__}.TrainBatchRecorder"}
+    TrainBatchRecorder.batches.clear()
     metrics = train(cfg)
-    assert metrics["val/loss"] < 10.8 and "test/rouge1" in metrics
+    batches = TrainBatchRecorder.batches
+    assert len(batches) == 6 and "test/rouge1" in metrics  # 48 stories in batches of 8
+
+    tokenizer = instantiate(cfg.model.tokenizer)
+    for batch in batches:
+        for input_ids, labels, mask in zip(
+            batch["input_ids"], batch["labels"], batch["attention_mask"]
+        ):
+            length = int(mask.sum())
+            story_start = int((labels != -100).nonzero()[0])
+            # every token of the rendered prompt is masked, every story token is a target
+            prompt = tokenizer.decode(input_ids[:story_start])
+            assert prompt.startswith("Prompt: ") and prompt.endswith("\nStory:\n"), prompt
+            assert prompt.count("Story:") == 1
+            assert torch.equal(labels[story_start:length], input_ids[story_start:length])
+            assert (labels[length:] == -100).all()
+
+    # grouped: the length ranges of the batches do not overlap (one window of 48 stories
+    # sorted by length, then cut into batches); batches in random order would overlap
+    ranges = sorted(
+        (int(b["attention_mask"].sum(1).min()), int(b["attention_mask"].sum(1).max()))
+        for b in batches
+    )
+    assert all(high <= next_low for (_, high), (next_low, _) in zip(ranges, ranges[1:])), ranges
+    # and they are still shuffled, not trained shortest first
+    first_lengths = [int(b["attention_mask"].sum(1).min()) for b in batches]
+    assert first_lengths != sorted(first_lengths)
 
 
 @pytest.mark.parametrize(
@@ -93,6 +140,8 @@ def test_packed_training_runs_and_validates_on_unpacked_stories(whole_stories, b
             "data.packing=true",
             f"data.pack_whole_stories={whole_stories}",
             "callbacks.story_metrics.num_prompts=0",
+            "trainer.max_epochs=3",  # enough steps for the loss to fall clearly
+            "model.scheduler.num_warmup_steps=0",
         ],
         tmp_path,
     )
@@ -102,7 +151,9 @@ def test_packed_training_runs_and_validates_on_unpacked_stories(whole_stories, b
     losses = train_loss_curve(tmp_path / "csv" / "metrics.csv")
     # 48 stories of 108-170 tokens make 6 batches of 8 unpacked; whole, only the short ones
     # pair up in 256 tokens (5 batches); run on, they fill 26 rows (4 batches)
-    assert len(losses) == batches and metrics["val/loss"] < 10.8
+    assert len(losses) == 3 * batches
+    # it learns: held-out stories score well below the run's own first loss (~ln 50257)
+    assert losses[0] > 10.0 and metrics["val/loss"] < losses[0] - 1.0
 
 
 def test_a_streamed_run_trains_for_max_steps_and_asks_for_them(tmp_path):
@@ -111,13 +162,21 @@ def test_a_streamed_run_trains_for_max_steps_and_asks_for_them(tmp_path):
     with pytest.raises(StorygenError, match="set trainer.max_steps"):
         train(compose_config(streamed, tmp_path / "no-steps"))
     cfg = compose_config(
-        [*streamed, "trainer.max_steps=3", "trainer.val_check_interval=3"], tmp_path
+        [
+            *streamed,
+            "data.max_train_samples=96",  # 12 batches: the stream's first epoch
+            "trainer.max_steps=12",
+            "trainer.val_check_interval=12",
+            "model.scheduler.num_warmup_steps=0",
+        ],
+        tmp_path,
     )
     with open_dict(cfg):
         cfg.test = False
     metrics = train(cfg)
-    assert len(train_loss_curve(tmp_path / "csv" / "metrics.csv")) == 3
-    assert metrics["val/loss"] < 10.9
+    losses = train_loss_curve(tmp_path / "csv" / "metrics.csv")
+    assert len(losses) == 12
+    assert losses[0] > 10.0 and metrics["val/loss"] < losses[0] - 1.0
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -161,3 +220,15 @@ def test_a_file_in_the_wrong_format_is_named(tmp_path):
     assert result.returncode == 2
     assert f"error: {stories} has an unsupported format '.csv'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_inspect_counts_the_tokens_an_epoch_trains(trained_run: TrainedRun, tmp_path):
+    """`python -m storygen.inspect with_data=true` promises the tokens of one epoch: the
+    story tokens the one-epoch run counted in the batches it trained on."""
+    overrides = [o for o in TRAINED_RUN if not o.startswith("callbacks.")]
+    cfg = compose_config([*overrides, "with_data=true"], tmp_path, config_name="inspect")
+    lines = [line for line in report(cfg).splitlines() if line.startswith("tokens per epoch:")]
+    assert len(lines) == 1, lines
+    counted = int(lines[0].split(":")[1].replace(",", ""))
+    trained = json.loads((trained_run.output_dir / "run.json").read_text())["train_tokens"]
+    assert counted == trained > 240 * 50
