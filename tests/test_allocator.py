@@ -81,7 +81,9 @@ def test_a_bad_choice_is_one_error_line(tmp_path):
 
 
 @needs_tcmalloc
-@pytest.mark.parametrize("entry_point", ["storygen.train", "storygen.evaluate", "storygen.generate"])
+@pytest.mark.parametrize(
+    "entry_point", ["storygen.train", "storygen.evaluate", "storygen.generate"]
+)
 def test_entry_points_restart_before_importing_torch(entry_point):
     """The dynamic loader's log: tcmalloc is loaded, and libtorch only after the restart
     (stopped as soon as tcmalloc shows, so this costs no torch import)."""
