@@ -6,10 +6,11 @@
 Each run is a fresh child process (LD_PRELOAD acts only at process start) training the
 quickstart's model (GPT-2 2 x 128, vocab 50,257, random init from one seed, fp32) with AdamW
 on the same random batches of 16 x 256 tokens; the children alternate glibc / tcmalloc
-`--repeats` times, so a busy spell on a shared machine hits both. Printed per allocator: the
-median seconds per step after the warm-up, minor page faults and kernel (system) CPU seconds
-per timed step (from each child's rusage), the last loss (identical: same work), and the
-ratio glibc / tcmalloc of seconds per step. tcmalloc is what storygen's entry points preload
+`--repeats` times, so a busy spell on a shared machine hits both. Printed per allocator, per
+timed step: median wall seconds, CPU seconds (user + system, all threads: less disturbed by
+other processes than wall time), kernel (system) seconds and minor page faults (each child's
+rusage); the last loss (identical: the same work); and the ratio glibc / tcmalloc of wall
+seconds per step. tcmalloc is what storygen's entry points preload
 (storygen/allocator.py).
 """
 
@@ -70,6 +71,7 @@ def child(args: argparse.Namespace) -> None:
                 "loss": float(loss),
                 "minflt": end.ru_minflt - usage.ru_minflt,
                 "stime": end.ru_stime - usage.ru_stime,
+                "cpu": end.ru_utime + end.ru_stime - usage.ru_utime - usage.ru_stime,
                 "tcmalloc": "tcmalloc" in Path("/proc/self/maps").read_text(),
             }
         )
@@ -121,14 +123,18 @@ def main() -> None:
         f"warm-up per child, {args.repeats} children per side, alternating; "
         f"load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs"
     )
-    print(f"{'allocator':<14}{'s/step':>8}{'minor faults/step':>19}{'sys s/step':>12}{'loss':>9}")
+    print(
+        f"{'allocator':<14}{'s/step':>8}{'CPU s/step':>12}{'sys s/step':>12}"
+        f"{'minor faults/step':>19}{'loss':>9}"
+    )
     per_step = {}
     for name, results in runs.items():
         per_step[name] = statistics.median(s for r in results for s in r["seconds"])
         faults = statistics.median(r["minflt"] / args.steps for r in results)
         system = statistics.median(r["stime"] / args.steps for r in results)
+        cpu = statistics.median(r["cpu"] / args.steps for r in results)
         print(
-            f"{name:<14}{per_step[name]:>8.2f}{faults:>19,.0f}{system:>12.2f}"
+            f"{name:<14}{per_step[name]:>8.2f}{cpu:>12.2f}{system:>12.2f}{faults:>19,.0f}"
             f"{results[-1]['loss']:>9.4f}"
         )
     ratio = per_step["glibc malloc"] / per_step["tcmalloc"]
