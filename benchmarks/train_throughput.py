@@ -351,7 +351,8 @@ def main() -> None:
         f"GPT-2 {args.layers} x {args.width}, batch {shape[0]} x {shape[1]} tokens, fp32, "
         f"{torch.get_num_threads()} threads; {args.steps} timed steps after {args.warmup_steps} "
         f"warm-up, {args.repeats} repeats; fp32 matmul peak {peak:.0f} GFLOP/s; "
-        f"load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs"
+        f"load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs; "
+        f"allocator {os.environ.get('STORYGEN_PRELOADED_ALLOCATOR', 'glibc malloc')}"
     )
     print(
         f"{'loop':<24}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>9}"
