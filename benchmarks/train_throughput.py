@@ -22,7 +22,7 @@ order) with the same AdamW partial, linear warm-up schedule and gradient clippin
   PyTorch loop as users run it. This process itself runs under tcmalloc, as storygen's
   entry points do (storygen/allocator.py), so the first three sides share an allocator.
   Target: storygen / this side >= 1.2 (`--quickstart`: the quickstart's model and batches,
-  GPT-2 2 x 128, 4 heads, batch 16 x 256).
+  GPT-2 2 x 128, 4 heads, batch 16 x 256, grouped by length).
 
 Each run times the steps after `--warmup-steps` (steady state: Trainer start-up excluded)
 and the sides alternate within each repeat. tokens/s is the median over repeats of each
@@ -93,6 +93,7 @@ def compose_config(args: argparse.Namespace, output_dir: str) -> DictConfig:
         f"data.batch_size={args.batch_size}",
         f"data.max_length={args.max_length}",
         f"data.num_workers={args.num_workers}",
+        f"data.group_by_length={args.group_by_length}",
         "data.cache_dir=null",
         "trainer=cpu",
         f"++trainer.max_steps={args.warmup_steps + args.steps}",
@@ -279,10 +280,14 @@ def main() -> None:
     parser.add_argument(
         "--no-glibc", action="store_true", help="leave out the hand loop on glibc's malloc"
     )
+    parser.add_argument(
+        "--group-by-length", action="store_true", help="data.group_by_length=true, all sides"
+    )
     parser.add_argument("--child-hand-loop", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quickstart:
         args.layers, args.width, args.heads, args.batch_size, args.max_length = 2, 128, 4, 16, 256
+        args.group_by_length = True  # as conf/experiment/quickstart.yaml
     assert args.warmup_steps >= 1, "the first step is always warm-up"
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
