@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storygen.allocator import ENV_VAR, PRELOADED_VAR, find_tcmalloc
+from storygen.allocator import ENV_VAR, PRELOADED_VAR, find_tcmalloc, gpu_present
 
 ROOT = Path(__file__).resolve().parent.parent
 TCMALLOC = find_tcmalloc()
@@ -30,7 +30,9 @@ print("tcmalloc" in open("/proc/self/maps").read())
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", ENV_VAR, PRELOADED_VAR)}
-    return env | {"PYTHONPATH": str(ROOT)} | extra
+    # `auto` leaves GPU machines alone; there, check the mechanism by asking for it
+    forced = {ENV_VAR: "tcmalloc"} if gpu_present() else {}
+    return env | {"PYTHONPATH": str(ROOT)} | forced | extra
 
 
 def run_probe(tmp_path: Path, **extra: str) -> tuple[subprocess.CompletedProcess, int]:
