@@ -1,7 +1,8 @@
 """Training throughput: storygen's fit loop vs a hand-written PyTorch loop vs transformers.Trainer.
 
-    python benchmarks/train_throughput.py [--layers 4] [--width 256] [--batch-size 8]
-        [--max-length 128] [--warmup-steps 3] [--steps 10] [--repeats 3] [--num-workers 0]
+    python benchmarks/train_throughput.py [--layers 4] [--width 256] [--heads 4]
+        [--batch-size 8] [--max-length 128] [--warmup-steps 3] [--steps 10] [--repeats 3]
+        [--num-workers 0] [--quickstart] [--compile] [--no-glibc]
 
 All three train the same tiny GPT-2 (random init from one seed, fp32, CPU) on the same
 batches (StoryDataModule's train loader over the bundled TinyStories sample: same seed, same
@@ -17,6 +18,11 @@ order) with the same AdamW partial, linear warm-up schedule and gradient clippin
 - hand loop: forward, backward, clip, step, schedule, zero_grad.
 - transformers.Trainer: the same optimizer and scheduler passed in, same loader, logging
   every 10 steps, no saving, no reporting.
+- hand loop, glibc malloc: the hand loop in a child process without tcmalloc, i.e. a plain
+  PyTorch loop as users run it. This process itself runs under tcmalloc, as storygen's
+  entry points do (storygen/allocator.py), so the first three sides share an allocator.
+  Target: storygen / this side >= 1.2 (`--quickstart`: the quickstart's model and batches,
+  GPT-2 2 x 128, 4 heads, batch 16 x 256, grouped by length).
 
 Each run times the steps after `--warmup-steps` (steady state: Trainer start-up excluded)
 and the sides alternate within each repeat. tokens/s is the median over repeats of each
@@ -36,14 +42,23 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
 from functools import partial
 from pathlib import Path
+
+if __name__ == "__main__":  # as storygen's entry points: tcmalloc, before torch is imported
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from storygen.allocator import preload_fast_allocator
+
+    preload_fast_allocator()
 
 import datasets
 import torch
@@ -71,13 +86,14 @@ def compose_config(args: argparse.Namespace, output_dir: str) -> DictConfig:
         "model=gpt2_tiny",
         f"model.backbone.architecture.n_layer={args.layers}",
         f"model.backbone.architecture.n_embd={args.width}",
-        f"model.backbone.architecture.n_head={args.width // 64}",
+        f"model.backbone.architecture.n_head={args.heads or max(1, args.width // 64)}",
         f"model.backbone.architecture.n_positions={max(256, args.max_length)}",
         "data=tinystories",
         "data.corpus.source=sample",
         f"data.batch_size={args.batch_size}",
         f"data.max_length={args.max_length}",
         f"data.num_workers={args.num_workers}",
+        f"data.group_by_length={args.group_by_length}",
         "data.cache_dir=null",
         "trainer=cpu",
         f"++trainer.max_steps={args.warmup_steps + args.steps}",
@@ -203,6 +219,21 @@ def run_hf_trainer(cfg: DictConfig, datamodule, warmup: int, output_dir: str) ->
     return step_seconds(clock.times, warmup), losses
 
 
+def run_hand_loop_glibc(args: argparse.Namespace, warmup: int) -> Timed:
+    """The hand loop in a child process on glibc's malloc (no LD_PRELOAD)."""
+    from storygen.allocator import ENV_VAR, PRELOADED_VAR
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", PRELOADED_VAR)}
+    env[ENV_VAR] = "system"
+    command = [sys.executable, __file__, "--child-hand-loop", *sys.argv[1:]]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise SystemExit(f"the glibc child failed:\n{result.stderr[-3000:]}")
+    timed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not timed["tcmalloc"], "the glibc side must not run on tcmalloc"
+    return timed["seconds"], [torch.tensor(timed["loss"])]
+
+
 def matmul_gflops(size: int = 4096, repeats: int = 5) -> float:
     """Median fp32 torch.matmul GFLOP/s: the machine's practical peak."""
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -229,7 +260,8 @@ def training_flops_per_token(model: torch.nn.Module, context: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--width", type=int, default=256, help="n_embd; heads are width / 64")
+    parser.add_argument("--width", type=int, default=256, help="n_embd")
+    parser.add_argument("--heads", type=int, default=None, help="n_head (default: width / 64)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--warmup-steps", type=int, default=3)
@@ -239,7 +271,23 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="add a side: storygen with model.compile_backbone"
     )
+    parser.add_argument(
+        "--quickstart",
+        action="store_true",
+        help="the quickstart's shape: --layers 2 --width 128 --heads 4 --batch-size 16 "
+        "--max-length 256",
+    )
+    parser.add_argument(
+        "--no-glibc", action="store_true", help="leave out the hand loop on glibc's malloc"
+    )
+    parser.add_argument(
+        "--group-by-length", action="store_true", help="data.group_by_length=true, all sides"
+    )
+    parser.add_argument("--child-hand-loop", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quickstart:
+        args.layers, args.width, args.heads, args.batch_size, args.max_length = 2, 128, 4, 16, 256
+        args.group_by_length = True  # as conf/experiment/quickstart.yaml
     assert args.warmup_steps >= 1, "the first step is always warm-up"
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -256,6 +304,15 @@ def main() -> None:
         tokenizer = instantiate(cfg.model.tokenizer)
         datamodule = instantiate(cfg.data, tokenizer=tokenizer)
         datamodule.setup()
+        if args.child_hand_loop:
+            seconds, losses = run_hand_loop(cfg, datamodule, args.warmup_steps)
+            maps = Path("/proc/self/maps").read_text()
+            print(
+                json.dumps(
+                    {"seconds": seconds, "loss": float(losses[-1]), "tcmalloc": "tcmalloc" in maps}
+                )
+            )
+            return
         total = cfg.trainer.max_steps
         batches = [batch for _, batch in zip(range(total), datamodule.train_dataloader())]
         assert len(batches) == total, "fewer batches in an epoch than steps: lower --steps"
@@ -275,6 +332,8 @@ def main() -> None:
                 cfg, datamodule, args.warmup_steps, f"{tmp}/hf"
             ),
         }
+        if not args.no_glibc:
+            sides["hand loop, glibc malloc"] = lambda: run_hand_loop_glibc(args, args.warmup_steps)
         if args.compile:
             compiled_cfg = copy.deepcopy(cfg)
             compiled_cfg.model.compile_backbone = True
@@ -297,10 +356,11 @@ def main() -> None:
         f"GPT-2 {args.layers} x {args.width}, batch {shape[0]} x {shape[1]} tokens, fp32, "
         f"{torch.get_num_threads()} threads; {args.steps} timed steps after {args.warmup_steps} "
         f"warm-up, {args.repeats} repeats; fp32 matmul peak {peak:.0f} GFLOP/s; "
-        f"load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs"
+        f"load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs; "
+        f"allocator {os.environ.get('STORYGEN_PRELOADED_ALLOCATOR', 'glibc malloc')}"
     )
     print(
-        f"{'loop':<22}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>9}"
+        f"{'loop':<24}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>9}"
         f"{'step-median tok/s':>19}{'last loss':>11}"
     )
     rates, step_rates = {}, {}
@@ -313,7 +373,7 @@ def main() -> None:
         )
         gflops = rates[name] * sum(step_flops) / sum(step_tokens) / 1e9
         print(
-            f"{name:<22}{rates[name]:>10.0f}{gflops:>9.1f}{gflops / peak:>9.1%}"
+            f"{name:<24}{rates[name]:>10.0f}{gflops:>9.1f}{gflops / peak:>9.1%}"
             f"{step_rates[name]:>19.0f}{final_loss[name]:>11.4f}"
         )
     ours, hand, hf = list(rates.values())[:3]
@@ -326,6 +386,12 @@ def main() -> None:
         f"storygen / transformers.Trainer: {ours / hf:.3f} (per-step median "
         f"{ours_step / hf_step:.3f})  [target >= 1.0]"
     )
+    if not args.no_glibc:
+        glibc, glibc_step = rates["hand loop, glibc malloc"], step_rates["hand loop, glibc malloc"]
+        print(
+            f"storygen / hand loop on glibc malloc: {ours / glibc:.3f} (per-step median "
+            f"{ours_step / glibc_step:.3f})  [target >= 1.2]"
+        )
     if args.compile:
         compiled, compiled_step = rates["storygen, compiled"], step_rates["storygen, compiled"]
         print(

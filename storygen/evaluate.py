@@ -6,6 +6,11 @@ counts) into the evaluate run's output dir.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # tcmalloc for CPU runs; LD_PRELOAD acts only at process start
+    from storygen.allocator import preload_fast_allocator
+
+    preload_fast_allocator()
+
 import json
 import logging
 from pathlib import Path

@@ -4,6 +4,11 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # tcmalloc for CPU runs; LD_PRELOAD acts only at process start
+    from storygen.allocator import preload_fast_allocator
+
+    preload_fast_allocator()
+
 from dataclasses import asdict
 from pathlib import Path
 

@@ -6,6 +6,11 @@ Compose the config (conf/train.yaml), instantiate model -> data -> callbacks -> 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # tcmalloc for CPU runs; LD_PRELOAD acts only at process start
+    from storygen.allocator import preload_fast_allocator
+
+    preload_fast_allocator()
+
 import logging
 import time
 from pathlib import Path

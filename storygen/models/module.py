@@ -19,6 +19,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from storygen.data.formatting import IGNORE_INDEX
 from storygen.errors import StorygenError
+from storygen.models.fused_loss import (
+    FusedLoss,
+    build_fused_loss,
+    check_fused_loss,
+    fused_loss_forward,
+    split_backbone,
+)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -32,6 +39,7 @@ class StoryLM(LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         compile_backbone: bool = False,
+        fused_loss: str | None = None,
     ) -> None:
         super().__init__()
         # The optimizer and scheduler partials live in the run's config, not the checkpoint:
@@ -40,16 +48,31 @@ class StoryLM(LightningModule):
         self.tokenizer = tokenizer
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # the LM head and the loss in one GPU kernel (models/fused_loss.py); null: plain
+        check_fused_loss(fused_loss)
+        self.fused_loss = fused_loss
+        self._fused_loss_fn: FusedLoss | None = None
         # torch.compile the loss forward only: generation's growing KV cache would recompile
         # every step, and compiling the function (not the module) keeps state_dict keys.
-        self.compiled_forward = (
-            torch.compile(backbone.forward, dynamic=True) if compile_backbone else None
-        )
+        # With a fused loss, the decoder stack alone is compiled (the kernel is Triton already).
+        compiled = split_backbone(backbone)[0].forward if fused_loss else backbone.forward
+        self.compiled_forward = torch.compile(compiled, dynamic=True) if compile_backbone else None
         # Token-weighted means: a batch of long stories counts for more than one of short ones.
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
 
+    def setup(self, stage: str) -> None:
+        """A fused loss on a CPU fails here, before the first step, with the fix."""
+        check_fused_loss(self.fused_loss, self.trainer.strategy.root_device)
+
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        if self.fused_loss is not None:
+            check_fused_loss(self.fused_loss, batch["input_ids"].device)
+            if self._fused_loss_fn is None:
+                self._fused_loss_fn = build_fused_loss(self.fused_loss)
+            return fused_loss_forward(
+                self.backbone, model_inputs(batch), self._fused_loss_fn, self.compiled_forward
+            )
         backbone = self.compiled_forward or self.backbone
         return backbone(**model_inputs(batch)).loss
 
