@@ -46,15 +46,17 @@ class Interrupt(Callback):
     builds the instance), and fails a run that spins through empty epochs."""
 
     trained: list[int] = []
+    stories: list[list[int]] = []  # each batch's stories, by the sum of their token ids
 
     def __init__(self, at_batch: int | None = None, signum: int = signal.SIGTERM) -> None:
         self.at_batch = at_batch
         self.signum = signum
 
-    def on_train_batch_start(self, trainer, *args) -> None:
+    def on_train_batch_start(self, trainer, pl_module, batch, *args) -> None:
         if len(Interrupt.trained) == self.at_batch:
             signal.raise_signal(self.signum)
         Interrupt.trained.append(trainer.global_step)
+        Interrupt.stories.append(batch["input_ids"].sum(dim=1).tolist())
 
     def on_train_epoch_start(self, trainer, *args) -> None:
         if trainer.current_epoch > 4:
@@ -74,7 +76,7 @@ def run(
             "at_batch": at_batch,
             "signum": int(signum),
         }
-    Interrupt.trained = []
+    Interrupt.trained, Interrupt.stories = [], []
     try:
         train(cfg)
     finally:
@@ -176,6 +178,8 @@ ACCUMULATE = ("trainer.accumulate_grad_batches=2",)
 CASES = {
     "mid_epoch": Case(at_batch=8, stopped_at=9, wandb=True),
     "epoch_boundary": Case(first_epochs=1, stopped_at=6),
+    # stopped in the epoch's last batch: the resumed run starts the next epoch afresh
+    "last_batch": Case(at_batch=5, stopped_at=6),
     # batch 4 is the first micro-batch of step 2: both signals wait for step 2 to finish
     "accumulate_sigterm": Case(ACCUMULATE, at_batch=4, stopped_at=3),
     "accumulate_ctrl_c": Case(ACCUMULATE, at_batch=4, signum=signal.SIGINT, stopped_at=3),
@@ -244,6 +248,13 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(name, uninterrup
         ids, wandb_logged = wandb_losses(resumed_dir)
         assert len(ids) == 1  # the resumed run continued the W&B run
         assert largest_difference(losses, wandb_logged) <= 1e-5
+
+
+def test_each_epoch_of_a_stream_has_its_own_order(tmp_path):
+    run(tmp_path, "data.streaming=true", "data.shuffle_buffer=8", "trainer.max_steps=12")
+    first, second = Interrupt.stories[:6], Interrupt.stories[6:]
+    assert sorted(sum(first, [])) == sorted(sum(second, []))  # the same stories
+    assert first != second  # in a new order
 
 
 def test_sigterm_to_a_training_process_saves_and_the_next_run_resumes(tmp_path):

@@ -224,9 +224,13 @@ class StoryDataModule(LightningDataModule):
         self, rows: Split, loader: type[StatefulDataLoader] = StatefulDataLoader, **kwargs
     ) -> StatefulDataLoader:
         """A DataLoader whose position Lightning saves in checkpoints: a resumed run picks up
-        mid-epoch at the next batch it would have seen."""
+        mid-epoch at the next batch it would have seen. Its own generator seeds its workers,
+        so starting an epoch draws nothing from the global generator that dropout uses (a
+        resumed run restores that generator, but not the draws of loaders started after the
+        checkpoint)."""
         return loader(
             rows,
+            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=self.collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
