@@ -323,7 +323,7 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_pa
 
 
 class PoisonWeightsAtStep(Callback):
-    """An overflow at a known step: one weight becomes NaN, so the loss of that step and every
+    """An overflow at a known step: weights become NaN, so the loss of that step and every
     weight after its update are NaN."""
 
     def __init__(self, step: int) -> None:
@@ -332,7 +332,8 @@ class PoisonWeightsAtStep(Callback):
     def on_train_batch_start(self, trainer, pl_module, *args) -> None:
         if trainer.global_step == self.step:
             with torch.no_grad():
-                next(pl_module.backbone.parameters()).view(-1)[0] = float("nan")
+                for parameter in pl_module.backbone.parameters():
+                    parameter.view(-1)[0] = float("nan")
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -204,12 +204,16 @@ class NonFiniteLossGuard(Callback):
         self.check_every_n_steps = check_every_n_steps
         self.output_dir = Path(output_dir) if output_dir else None
         self._recent: list[tuple[int, torch.Tensor, dict]] = []
+        self._step = 0
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        self._step = trainer.global_step  # the step the metrics log this batch's loss at
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: dict, *args
     ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self._recent.append((trainer.global_step, loss.detach(), batch))
+        self._recent.append((self._step, loss.detach(), batch))
         if len(self._recent) >= self.check_every_n_steps:
             self.check(trainer)
 
