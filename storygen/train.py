@@ -155,8 +155,8 @@ def resume_command(record: RunRecord, output_dir: str) -> str:
 
 def job_overrides() -> list[str]:
     """The command-line overrides of this job (a sweep's job gets its own combination), as
-    typed: an override reading an environment variable (`oc.env`) stays an interpolation (reading the list item by item
-    would resolve it), and any secret typed in full is masked."""
+    typed: an override reading an environment variable (`oc.env`) stays an interpolation
+    (reading the list item by item would resolve it), and any secret typed in full is masked."""
     if not HydraConfig.initialized():
         return []
     return mask_secrets(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))

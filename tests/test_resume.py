@@ -1,4 +1,9 @@
-"""Nothing computed is lost: exact resume, clean interruption, atomic checkpoints, NaN stop."""
+"""Nothing computed is lost: exact resume, clean interruption, atomic checkpoints, NaN stop.
+
+The resume matrix compares each interrupted-and-resumed run with the same run trained without
+a break: final weights and optimizer state to 1e-6, `last.ckpt` at the final step, and every
+step's `train/loss` logged once (CSV, and W&B where the case logs there).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import csv
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,45 +28,59 @@ from storygen.errors import StorygenError
 from storygen.train import train
 from tests.conftest import ROOT, TINY_RUN, compose_config
 
-# 48 stories in batches of 8: 6 steps an epoch, so 9 steps cross an epoch boundary.
+# 48 stories in batches of 8: 6 steps an epoch, 12 in the two epochs every case trains.
 RESUMABLE_RUN = [
     *TINY_RUN,
     "logger=csv",
-    "trainer.max_steps=9",
-    "trainer.max_epochs=-1",
+    "trainer.max_epochs=2",
     "callbacks.story_metrics.num_prompts=0",
     # dropout on, so the random generators matter
     "+model.backbone.architecture.resid_pdrop=0.1",
 ]
 
 
-class SigtermAtStep(Callback):
-    """Deliver a real SIGTERM to this process during a given step, as a preempting cluster
-    does, and note which steps this process trained (class-wide: config builds the instance)."""
+class Interrupt(Callback):
+    """Deliver a real signal to this process during its `at_batch`-th training batch (counted
+    from this process's start, from 0), as a preempting cluster (SIGTERM) or a user (Ctrl-C)
+    does. Notes the global step of every batch this process trains (class-wide: the config
+    builds the instance), and fails a run that spins through empty epochs."""
 
     trained: list[int] = []
+    stories: list[list[int]] = []  # each batch's stories, by the sum of their token ids
 
-    def __init__(self, step: int | None = None) -> None:
-        self.step = step
+    def __init__(self, at_batch: int | None = None, signum: int = signal.SIGTERM) -> None:
+        self.at_batch = at_batch
+        self.signum = signum
 
-    def on_train_batch_start(self, trainer, *args) -> None:
-        SigtermAtStep.trained.append(trainer.global_step)
-        if trainer.global_step == self.step:
-            signal.raise_signal(signal.SIGTERM)
+    def on_train_batch_start(self, trainer, pl_module, batch, *args) -> None:
+        if len(Interrupt.trained) == self.at_batch:
+            signal.raise_signal(self.signum)
+        Interrupt.trained.append(trainer.global_step)
+        Interrupt.stories.append(batch["input_ids"].sum(dim=1).tolist())
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        if trainer.current_epoch > 4:
+            raise RuntimeError(f"epoch {trainer.current_epoch} of a run set to train 2")
 
 
-def run(tmp_path: Path, *overrides: str, kill_at: int | None = None) -> list[int]:
-    """Train; the steps this call trained."""
-    cfg = compose_config([*RESUMABLE_RUN, *overrides], tmp_path)
+def run(
+    run_dir: Path, *overrides: str, at_batch: int | None = None, signum: int = signal.SIGTERM
+) -> list[int]:
+    """Train; the global step of each batch this call trained."""
+    cfg = compose_config([*RESUMABLE_RUN, *overrides], run_dir)
     with open_dict(cfg):
         cfg.test = False
         cfg.export = False
-        cfg.callbacks.kill = {"_target_": f"{__name__}.SigtermAtStep", "step": kill_at}
-    SigtermAtStep.trained = []
+        cfg.callbacks.interrupt = {
+            "_target_": f"{__name__}.Interrupt",
+            "at_batch": at_batch,
+            "signum": int(signum),
+        }
+    Interrupt.trained, Interrupt.stories = [], []
     try:
         train(cfg)
     finally:
-        trained = list(SigtermAtStep.trained)
+        trained = list(Interrupt.trained)
     return trained
 
 
@@ -72,26 +93,168 @@ def logged_losses(run_dir: Path) -> list[tuple[int, float]]:
         ]
 
 
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+def last_checkpoint(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
 
 
-def test_killed_and_resumed_training_ends_with_identical_weights_and_losses(tmp_path):
-    assert run(tmp_path / "straight") == list(range(9))
-    with pytest.raises(SystemExit):  # Lightning's clean-exit SIGTERMException
-        run(tmp_path / "resumed", kill_at=4)
-    record = json.loads((tmp_path / "resumed" / "run.json").read_text())
-    assert record["status"] == "interrupted"
-    assert len(logged_losses(tmp_path / "resumed")) == 5  # steps 0-4; killed during step 4
+def largest_difference(expected: object, actual: object) -> float:
+    """The largest absolute difference between two nests of tensors and numbers (inf when
+    their shapes or keys differ)."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict) or expected.keys() != actual.keys():
+            return float("inf")
+        return max((largest_difference(expected[k], actual[k]) for k in expected), default=0.0)
+    if isinstance(expected, list | tuple):
+        if not isinstance(actual, list | tuple) or len(expected) != len(actual):
+            return float("inf")
+        return max((largest_difference(e, a) for e, a in zip(expected, actual)), default=0.0)
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(actual, torch.Tensor) or expected.shape != actual.shape:
+            return float("inf")
+        return (expected.double() - actual.double()).abs().max().item() if expected.numel() else 0
+    if isinstance(expected, int | float):
+        return abs(expected - actual) if isinstance(actual, int | float) else float("inf")
+    return 0.0 if expected == actual else float("inf")
 
-    assert run(tmp_path / "resumed", "ckpt_path=last") == [5, 6, 7, 8]
 
-    straight, resumed = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
-    assert straight.keys() == resumed.keys()
-    largest = max((straight[k] - resumed[k]).abs().max().item() for k in straight)
-    assert largest <= 1e-6
-    # the CSV kept the losses logged before the kill, and the resumed ones follow them
-    assert logged_losses(tmp_path / "resumed") == logged_losses(tmp_path / "straight")
+def read_wandb_records(path: Path) -> list:
+    """The records of an offline W&B run file: a LevelDB-style log (a 7-byte file header,
+    then 32 KiB blocks of chunks, each with a 7-byte header: crc32, length, type FULL 1,
+    FIRST 2, MIDDLE 3, LAST 4) whose records are `wandb_internal_pb2.Record`s."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, position, records, pending = path.read_bytes(), 7, [], b""
+    while position + 7 <= len(data):
+        left_in_block = 32768 - position % 32768
+        if left_in_block < 7:  # a block's tail too short for a header is padding
+            position += left_in_block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if kind == 0:
+            break
+        chunk = data[position + 7 : position + 7 + length]
+        position += 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def wandb_losses(run_dir: Path) -> tuple[set[str], list[tuple[int, float]]]:
+    """The W&B run ids under a run dir, and every `train/loss` logged there by global step."""
+    files = sorted(run_dir.glob("wandb/*run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime)
+    ids, losses = set(), []
+    for path in files:
+        ids.add(path.stem.removeprefix("run-"))
+        for record in read_wandb_records(path):
+            if record.WhichOneof("record_type") != "history":
+                continue
+            row = {
+                item.key or "/".join(item.nested_key): item.value_json
+                for item in record.history.item
+            }
+            if "train/loss" in row:
+                losses.append((int(row["trainer/global_step"]), float(row["train/loss"])))
+    return ids, losses
+
+
+@dataclass(frozen=True)
+class Case:
+    """A run (its overrides) and how it is interrupted: a signal during its `at_batch`-th
+    batch, or a first run of `first_epochs` epochs continued for the run's two."""
+
+    overrides: tuple[str, ...] = ()
+    at_batch: int | None = None
+    signum: int = signal.SIGTERM
+    first_epochs: int | None = None
+    stopped_at: int | None = None  # the global step the interruption must save
+    wandb: bool = False
+
+
+STREAM = ("data.streaming=true", "data.shuffle_buffer=1", "trainer.max_steps=12")
+ACCUMULATE = ("trainer.accumulate_grad_batches=2",)
+CASES = {
+    "mid_epoch": Case(at_batch=8, stopped_at=9, wandb=True),
+    "epoch_boundary": Case(first_epochs=1, stopped_at=6),
+    # stopped in the epoch's last batch: the resumed run starts the next epoch afresh
+    "last_batch": Case(at_batch=5, stopped_at=6),
+    # batch 4 is the first micro-batch of step 2: both signals wait for step 2 to finish
+    "accumulate_sigterm": Case(ACCUMULATE, at_batch=4, stopped_at=3),
+    "accumulate_ctrl_c": Case(ACCUMULATE, at_batch=4, signum=signal.SIGINT, stopped_at=3),
+    "group_by_length": Case(("data.group_by_length=true",), at_batch=8, stopped_at=9),
+    "packing": Case(("data.packing=true", "data.batch_size=4"), at_batch=6, stopped_at=7),
+    # validation after every 2nd batch: the stop after batch 3 waits for its validation
+    "mid_epoch_validation": Case(("trainer.val_check_interval=2",), at_batch=3, stopped_at=4),
+    "lora_4bit": Case(
+        (
+            "model=mistral_tiny_lora",
+            "~model.backbone.architecture.resid_pdrop",
+            "+model.backbone.architecture.attention_dropout=0.1",
+        ),
+        at_batch=8,
+        stopped_at=9,
+    ),
+    "stream_mid_epoch": Case(STREAM, at_batch=8, stopped_at=9),
+    # stopped in the stream's last batch: the next epoch must start a new pass, not end at once
+    "stream_last_batch": Case(STREAM, at_batch=5, stopped_at=6),
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted run per distinct set of overrides, shared by the cases that use it."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def get(overrides: tuple[str, ...]) -> Path:
+        if overrides not in runs:
+            run_dir = tmp_path_factory.mktemp("uninterrupted")
+            run(run_dir, *overrides)
+            runs[overrides] = run_dir
+        return runs[overrides]
+
+    return get
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(name, uninterrupted, tmp_path):
+    case = CASES[name]
+    straight = uninterrupted(case.overrides)
+    resumed_dir = tmp_path / name
+    logger = ("logger=default",) if case.wandb else ()
+    if case.first_epochs:
+        run(resumed_dir, *case.overrides, *logger, f"trainer.max_epochs={case.first_epochs}")
+    else:
+        with pytest.raises(SystemExit):  # Lightning's clean-exit SIGTERMException
+            run(resumed_dir, *case.overrides, *logger, at_batch=case.at_batch, signum=case.signum)
+        record = json.loads((resumed_dir / "run.json").read_text())
+        assert record["status"] == "interrupted"
+    assert last_checkpoint(resumed_dir)["global_step"] == case.stopped_at
+    trained = run(resumed_dir, *case.overrides, *logger, "ckpt_path=last")
+    assert trained and trained[0] == case.stopped_at
+
+    expected, actual = last_checkpoint(straight), last_checkpoint(resumed_dir)
+    assert actual["global_step"] == expected["global_step"]
+    assert sorted(p.name for p in (resumed_dir / "checkpoints").glob("last*")) == ["last.ckpt"]
+    assert largest_difference(expected["state_dict"], actual["state_dict"]) <= 1e-6
+    assert largest_difference(expected["optimizer_states"], actual["optimizer_states"]) <= 1e-6
+    assert largest_difference(expected["lr_schedulers"], actual["lr_schedulers"]) <= 1e-6
+    # every step logged once, with the uninterrupted run's loss
+    losses = logged_losses(resumed_dir)
+    assert [step for step, _ in losses] == [step for step, _ in logged_losses(straight)]
+    assert largest_difference(logged_losses(straight), losses) <= 1e-6
+    if case.wandb:
+        ids, wandb_logged = wandb_losses(resumed_dir)
+        assert len(ids) == 1  # the resumed run continued the W&B run
+        assert largest_difference(losses, wandb_logged) <= 1e-5
+
+
+def test_each_epoch_of_a_stream_has_its_own_order(tmp_path):
+    run(tmp_path, "data.streaming=true", "data.shuffle_buffer=8", "trainer.max_steps=12")
+    first, second = Interrupt.stories[:6], Interrupt.stories[6:]
+    assert sorted(sum(first, [])) == sorted(sum(second, []))  # the same stories
+    assert first != second  # in a new order
 
 
 def test_sigterm_to_a_training_process_saves_and_the_next_run_resumes(tmp_path):
@@ -102,6 +265,7 @@ def test_sigterm_to_a_training_process_saves_and_the_next_run_resumes(tmp_path):
         "storygen.train",
         *RESUMABLE_RUN,
         "trainer.max_steps=400",
+        "trainer.max_epochs=-1",
         "data.max_train_samples=240",
         f"paths.root_dir={tmp_path}",
         f"hydra.run.dir={run_dir}",
@@ -158,20 +322,45 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_whole(tmp_pa
     assert torch.load(path, weights_only=True)["step"] == 1
 
 
+class PoisonWeightsAtStep(Callback):
+    """An overflow at a known step: weights become NaN, so the loss of that step and every
+    weight after its update are NaN."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, *args) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                for parameter in pl_module.backbone.parameters():
+                    parameter.view(-1)[0] = float("nan")
+
+
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    # a learning rate of 1e30 sends the weights, then the loss, to inf/NaN within a few steps
-    with pytest.raises(StorygenError, match="the training loss became nan at step"):
-        run(
-            tmp_path,
-            "model.optimizer.lr=1e30",
-            "trainer.gradient_clip_val=null",
-            "trainer.log_every_n_steps=2",
-        )
+    cfg = compose_config(
+        [
+            *RESUMABLE_RUN,
+            "trainer.val_check_interval=2",  # checkpoints at steps 2, 4, 6, ...
+            "trainer.log_every_n_steps=10",  # so only the save at step 6 checks the losses
+        ],
+        tmp_path,
+    )
+    with open_dict(cfg):
+        cfg.test = False
+        cfg.export = False
+        cfg.callbacks.poison = {"_target_": f"{__name__}.PoisonWeightsAtStep", "step": 4}
+    with pytest.raises(StorygenError, match="the training loss became nan at step 4"):
+        train(cfg)
     diagnosis = sorted((tmp_path / "nonfinite").glob("step_*.pt"))
-    assert len(diagnosis) == 1
+    assert [path.name for path in diagnosis] == ["step_000004.pt"]
     saved = torch.load(diagnosis[0], weights_only=False)
     assert not torch.isfinite(saved["loss"]) and "input_ids" in saved["batch"]
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
-    for checkpoint in (tmp_path / "checkpoints").glob("*.ckpt"):
-        state = torch.load(checkpoint, weights_only=False)["state_dict"]
-        assert all(torch.isfinite(tensor).all() for tensor in state.values())
+    # the checkpoint of step 4 (before the NaN step) is the last one, and it is whole
+    assert last_checkpoint(tmp_path)["global_step"] == 4
+    checkpoints = list((tmp_path / "checkpoints").glob("*.ckpt"))
+    assert checkpoints
+    for checkpoint in checkpoints:
+        state = torch.load(checkpoint, weights_only=False)
+        assert state["global_step"] <= 4
+        assert all(torch.isfinite(tensor).all() for tensor in state["state_dict"].values())

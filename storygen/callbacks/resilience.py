@@ -15,7 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets import IterableDataset
+from lightning.fabric.utilities.data import _set_sampler_epoch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from storygen.errors import StorygenError
@@ -28,43 +31,68 @@ def last_checkpoint_path(trainer: Trainer) -> Path:
     return Path(directory or trainer.default_root_dir) / "last.ckpt"
 
 
+def save_last_checkpoint(trainer: Trainer) -> Path:
+    """Write `last.ckpt` as the checkpoint callback's own last checkpoint: its state then
+    names it, so the resumed run overwrites it rather than writing `last-v1.ckpt`."""
+    path = last_checkpoint_path(trainer)
+    if isinstance(trainer.checkpoint_callback, ModelCheckpoint):
+        trainer.checkpoint_callback.last_model_path = str(path)
+    trainer.save_checkpoint(path)
+    return path
+
+
 class InterruptionCheckpoint(Callback):
     """`last.ckpt` holds the latest step whenever training stops: at its end (also mid-epoch,
     at `trainer.max_steps`), on SIGTERM (a preempted job) or on a first Ctrl-C.
 
-    Lightning stops at the next step boundary on SIGTERM (raising its clean-exit
-    SIGTERMException) but saves nothing; a Ctrl-C would land mid-step. Here Ctrl-C also waits
-    for the step boundary, and both save there, so `ckpt_path=last` resumes exactly. A second
-    Ctrl-C stops at once.
+    Both signals are only noted when they arrive; training stops at the next optimizer step
+    (with `trainer.accumulate_grad_batches`, never between the micro-batches of a step, whose
+    gradients a checkpoint cannot hold), after that step's metrics are logged and any
+    validation due then has run, and the checkpoint is saved there, so `ckpt_path=last`
+    resumes exactly. Under DDP every rank stops at the same step if any rank was signalled.
+    A second Ctrl-C stops at once.
     """
 
     def __init__(self) -> None:
         self.requested = False
         self.saved_step = -1
-        self._previous_sigint: Any = None
+        self._step_at_batch_start = 0
+        self._previous_handlers: dict[int, Any] = {}
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning's own SIGTERM handler would stop after the current micro-batch.
         self.requested = False
-        self._previous_sigint = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._on_sigint)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
 
-    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("Ctrl-C: stopping after this step with a checkpoint (again to stop now)")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.warning(
+            "%s: stopping after this optimizer step with a checkpoint%s",
+            name,
+            " (Ctrl-C again to stop now)" if signum == signal.SIGINT else "",
+        )
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        self._step_at_batch_start = trainer.global_step
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        if trainer.global_step == self._step_at_batch_start:
+            return  # a micro-batch: its gradients wait for the optimizer step
         stop = self.requested
         if trainer.world_size > 1:  # every rank must stop (and save) together
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
-            raise SIGTERMException
+            # Lightning's clean exit: raised once this step's metrics are logged
+            trainer._signal_connector.received_sigterm = True
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException):
         if isinstance(exception, SIGTERMException) and self.saved_step != trainer.global_step:
-            path = last_checkpoint_path(trainer)
-            trainer.save_checkpoint(path)
+            path = save_last_checkpoint(trainer)
             log.warning("Stopped by a signal at step %d; saved %s", trainer.global_step, path)
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict):
@@ -72,12 +100,12 @@ class InterruptionCheckpoint(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.checkpoint_callback is not None and self.saved_step != trainer.global_step:
-            trainer.save_checkpoint(last_checkpoint_path(trainer))
+            save_last_checkpoint(trainer)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self._previous_sigint is not None:
-            signal.signal(signal.SIGINT, self._previous_sigint)
-            self._previous_sigint = None
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers = {}
 
 
 class RNGStateCheckpoint(Callback):
@@ -114,6 +142,55 @@ class RNGStateCheckpoint(Callback):
         self.pending = None
 
 
+class TrainLoaderResume(Callback):
+    """The train loader sees each epoch's own order, and a resumed run continues it exactly.
+
+    Lightning hands the epoch to a loader's sampler only, so a stream (`data.streaming=true`)
+    gets it here, each epoch. On a resume, the loader may have been built and iterated
+    before the checkpoint was read (when the learning-rate schedule asks for
+    `trainer.estimated_stepping_batches`; Lightning then never loads the saved position,
+    issue #20550), and with the epoch of a fresh sampler. So at the start of a resumed fit the
+    loader is given the epoch to train, its saved position when that epoch is under way
+    (none when the checkpoint was taken at the end of an epoch: the next epoch starts
+    afresh), and is iterated anew.
+    """
+
+    def __init__(self) -> None:
+        self.saved_positions: list[dict] | None = None
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict):
+        fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+        self.saved_positions = fit_state.get("combined_loader", [])
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.saved_positions is None:
+            return
+        progress = trainer.fit_loop.epoch_progress.current
+        set_loader_epoch(trainer, progress.processed)
+        if progress.started > progress.processed:  # resumed within an epoch
+            loaders = [loader for loader in train_loaders(trainer) if hasattr(loader, "state_dict")]
+            for loader, position in zip(loaders, self.saved_positions):
+                loader.load_state_dict(position)
+        self.saved_positions = None
+        iter(trainer.fit_loop._data_fetcher)
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        set_loader_epoch(trainer, trainer.fit_loop.epoch_progress.current.processed)
+
+
+def train_loaders(trainer: Trainer) -> list:
+    combined = trainer.fit_loop._combined_loader
+    return combined.flattened if combined is not None else []
+
+
+def set_loader_epoch(trainer: Trainer, epoch: int) -> None:
+    """Lightning's own `set_epoch` on the samplers, and on a stream's dataset."""
+    for loader in train_loaders(trainer):
+        _set_sampler_epoch(loader, epoch)
+        if isinstance(getattr(loader, "dataset", None), IterableDataset):
+            loader.dataset.set_epoch(epoch)
+
+
 class NonFiniteLossGuard(Callback):
     """Stop on a NaN or infinite training loss, before it reaches a checkpoint.
 
@@ -127,12 +204,16 @@ class NonFiniteLossGuard(Callback):
         self.check_every_n_steps = check_every_n_steps
         self.output_dir = Path(output_dir) if output_dir else None
         self._recent: list[tuple[int, torch.Tensor, dict]] = []
+        self._step = 0
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        self._step = trainer.global_step  # the step the metrics log this batch's loss at
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: dict, *args
     ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self._recent.append((trainer.global_step, loss.detach(), batch))
+        self._recent.append((self._step, loss.detach(), batch))
         if len(self._recent) >= self.check_every_n_steps:
             self.check(trainer)
 

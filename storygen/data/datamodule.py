@@ -27,7 +27,7 @@ from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import LAYOUT_VERSION, StoryFormat, tokenize_stories
 from storygen.data.packing import pack_stories
 from storygen.data.sampling import EpochShuffleSampler, LengthGroupedBatchSampler
-from storygen.data.streams import Split, map_split
+from storygen.data.streams import Split, StreamLoader, map_split
 from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ class StoryDataModule(LightningDataModule):
                 stream = split_dataset_by_node(
                     stream, rank=self.trainer.global_rank, world_size=self.trainer.world_size
                 ).repeat(None)
-            return self._loader(stream, batch_size=self.batch_size)
+            return self._loader(stream, loader=StreamLoader, batch_size=self.batch_size)
         sampler = EpochShuffleSampler(len(train), seed=self.seed)
         if self.group_by_length:
             lengths = [len(ids) for ids in train["input_ids"]]
@@ -285,11 +285,17 @@ class StoryDataModule(LightningDataModule):
     def test_dataloader(self) -> StatefulDataLoader:
         return self._loader(self.tokenized["test"], batch_size=self.eval_batch_size)
 
-    def _loader(self, rows: Split, **kwargs) -> StatefulDataLoader:
+    def _loader(
+        self, rows: Split, loader: type[StatefulDataLoader] = StatefulDataLoader, **kwargs
+    ) -> StatefulDataLoader:
         """A DataLoader whose position Lightning saves in checkpoints: a resumed run picks up
-        mid-epoch at the next batch it would have seen."""
-        return StatefulDataLoader(
+        mid-epoch at the next batch it would have seen. Its own generator seeds its workers,
+        so starting an epoch draws nothing from the global generator that dropout uses (a
+        resumed run restores that generator, but not the draws of loaders started after the
+        checkpoint)."""
+        return loader(
             rows,
+            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=self.collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -1,12 +1,40 @@
 """Training orders that depend only on the seed and the epoch, so runs repeat and resumes
-(which fast-forward to their batch within the epoch) see the batches they would have seen."""
+(which fast-forward to their batch within the epoch) see the batches they would have seen.
+
+Both samplers are stateful in torchdata's sense: the loader's saved position holds the epoch
+whose order it was in and how far it got, so a resume continues that very order whenever
+the loader is restored, rather than the order of whatever epoch the sampler was last told.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 import torch
 from torch.utils.data import BatchSampler, RandomSampler, Sampler
+
+T = TypeVar("T")
+
+
+class ResumableOrder(Iterator[T], Generic[T]):
+    """One epoch's order with a position that can be saved and restored."""
+
+    def __init__(self, order: list[T]) -> None:
+        self.order = order
+        self.position = 0
+
+    def __next__(self) -> T:
+        if self.position >= len(self.order):
+            raise StopIteration
+        self.position += 1
+        return self.order[self.position - 1]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.position = state["position"]
 
 
 class LengthGroupedBatchSampler(BatchSampler):
@@ -31,7 +59,14 @@ class LengthGroupedBatchSampler(BatchSampler):
         self.lengths = lengths
         self.window = batch_size * window_batches
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": getattr(self.sampler, "epoch", 0)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(state["epoch"])
+
+    def __iter__(self) -> ResumableOrder[list[int]]:
         order = list(self.sampler)
         batches = []
         for start in range(0, len(order), self.window):
@@ -43,8 +78,9 @@ class LengthGroupedBatchSampler(BatchSampler):
             batches = [batch for batch in batches if len(batch) == self.batch_size]
         seed = getattr(self.sampler, "seed", 0) + getattr(self.sampler, "epoch", 0)
         generator = torch.Generator().manual_seed(seed)
-        for position in torch.randperm(len(batches), generator=generator).tolist():
-            yield batches[position]
+        return ResumableOrder(
+            [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        )
 
 
 class EpochShuffleSampler(RandomSampler):
@@ -67,6 +103,12 @@ class EpochShuffleSampler(RandomSampler):
     def __len__(self) -> int:
         return len(self.data_source)
 
-    def __iter__(self) -> Iterator[int]:
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = state["epoch"]
+
+    def __iter__(self) -> ResumableOrder[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+        return ResumableOrder(torch.randperm(len(self.data_source), generator=generator).tolist())

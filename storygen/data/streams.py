@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from datasets import Dataset, IterableDataset, load_dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +66,32 @@ def without_blanks(split: Split, columns: list[str], where: str) -> Split:
             where,
         )
     return kept
+
+
+class StreamLoader(StatefulDataLoader):
+    """The loader of a streamed train split, whose saved position is the last batch trained.
+
+    Lightning reads a loader without a length one batch ahead of training, to see where it
+    ends; a plain loader's position would then include that batch, and a resumed run would
+    skip it. This one reports its position from before its latest read (at the end of the
+    stream, the end).
+    """
+
+    def __iter__(self):
+        self._trained_position = None
+        return self._lagging(super().__iter__())
+
+    def _lagging(self, batches):
+        while True:
+            before = super().state_dict()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                self._trained_position = None
+                return
+            self._trained_position = before
+            yield batch
+
+    def state_dict(self) -> dict:
+        position = getattr(self, "_trained_position", None)
+        return position if position is not None else super().state_dict()
