@@ -17,6 +17,7 @@ import wandb
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
@@ -76,6 +77,9 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     loggers += instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_precision(trainer)
+    if isinstance(trainer.accelerator, CUDAAccelerator):
+        # TF32 for the fp32 matmuls mixed precision leaves (LoRA in fp32 weights, the loss)
+        torch.set_float32_matmul_precision("high")
     check_streaming_across_devices(trainer, datamodule.streaming)
 
     log.info("Building model <%s>", cfg.model._target_)

@@ -54,14 +54,17 @@ class StoryMetricsCallback(Callback):
         if self.num_prompts[stage] <= 0:
             return
         prompts = trainer.datamodule.story_prompts(split, self.num_prompts[stage])
-        stories = generate_stories(
-            pl_module.backbone,
-            pl_module.tokenizer,
-            [prompt.model_input for prompt in prompts],
-            self.generation,
-            batch_size=self.batch_size,
-            seed=self.seed,
-        )
+        # Lightning autocasts only the step methods: generate under the run's precision too
+        # (bf16 on a GPU, not fp32); with 32-true this context does nothing.
+        with trainer.precision_plugin.forward_context():
+            stories = generate_stories(
+                pl_module.backbone,
+                pl_module.tokenizer,
+                [prompt.model_input for prompt in prompts],
+                self.generation,
+                batch_size=self.batch_size,
+                seed=self.seed,
+            )
         references = [prompt.reference for prompt in prompts]
         scores = score_stories(
             [story.text for story in stories], references, [s.ended_with_eos for s in stories]
