@@ -7,13 +7,13 @@ Compose the config (conf/train.yaml), instantiate model -> data -> callbacks -> 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
-import wandb
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -63,7 +63,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             record.write(cfg.paths.output_dir)
         publish_record(record)
         # Without this, the next job of a multirun would log into this job's W&B run.
-        wandb.finish(exit_code=0 if record.status == "completed" else 1)
+        if (wandb := loaded_wandb()) is not None:
+            wandb.finish(exit_code=0 if record.status == "completed" else 1)
 
 
 def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float]:
@@ -132,10 +133,16 @@ def job_overrides() -> list[str]:
 
 def publish_record(record: RunRecord) -> None:
     """Put the run record in the W&B run's summary, so online comparisons see it too."""
-    if wandb.run is not None:
+    wandb = loaded_wandb()
+    if wandb is not None and wandb.run is not None:
         wandb.run.summary.update(
             {key: value for key, value in record.as_dict().items() if key != "metrics"}
         )
+
+
+def loaded_wandb():
+    """wandb, if a W&B logger imported it: a run logged elsewhere (logger=csv) needs no wandb."""
+    return sys.modules.get("wandb")
 
 
 def in_sweep() -> bool:
