@@ -82,7 +82,7 @@ def on_gpu_if_any(backbone: PreTrainedModel) -> PreTrainedModel:
     device bitsandbytes quantized them onto."""
     if not torch.cuda.is_available():
         return backbone
-    torch.set_float32_matmul_precision("high")  # TF32 where fp32 matmuls remain
+    torch.backends.cuda.matmul.allow_tf32 = True  # TF32 where fp32 matmuls remain
     if not getattr(backbone, "is_loaded_in_4bit", False):
         return backbone.to("cuda")
     return backbone

@@ -79,8 +79,9 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_precision(trainer)
     if isinstance(trainer.accelerator, CUDAAccelerator):
-        # TF32 for the fp32 matmuls mixed precision leaves (LoRA in fp32 weights, the loss)
-        torch.set_float32_matmul_precision("high")
+        # TF32 for the fp32 matmuls mixed precision leaves; CUDA's only (the precision-wide
+        # torch.set_float32_matmul_precision would change CPU matmuls too)
+        torch.backends.cuda.matmul.allow_tf32 = True
     check_streaming_across_devices(trainer, datamodule.streaming)
 
     log.info("Building model <%s>", cfg.model._target_)
