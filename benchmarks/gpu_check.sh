@@ -12,7 +12,8 @@
 # layers, through config overrides only: validation generation, a checkpoint with paged
 # optimizer state, a resume from it, the adapter-only reload for test, export, generate from
 # the export); gpu_7b.json (the 7B shape at batch 2 and 8 x 512: s/step, tokens/s, memory
-# allocated/reserved/in use vs the inspect estimate); pytest.xml (`pytest tests/models`);
+# allocated/reserved/in use vs the inspect estimate); pytest.log and pytest.xml (`pytest
+# tests/models`, on the CPU beside the train steps);
 # gpu.json (benchmarks/gpu.py: GPT-2 small and a ~0.85B QLoRA). summary.txt has one line per
 # step (exit code, seconds); check.log everything printed.
 set -uo pipefail
@@ -24,7 +25,7 @@ mkdir -p "$OUT"
 : >"$OUT/summary.txt"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH=$PWD
-BUDGET_S=$([[ $CPU == 1 ]] && echo 7200 || echo 530)
+BUDGET_S=$([[ $CPU == 1 ]] && echo 7200 || echo 540)
 SCALE=$([[ $CPU == 1 ]] && echo 10 || echo 1) # the dry run's CPU is far slower than the GPU
 START=$(date +%s)
 
@@ -69,6 +70,7 @@ if [[ $CPU == 1 ]]; then
     SEVEN_B=(--cpu --steps 2 --warmup-steps 1)
     GPU_PY=(--cpu --gpt2-steps 2 --qlora-steps 2 --warmup-steps 1)
     PYTEST_K=(-k "inspect or trainers_device")
+    PYTEST_S=60
 else
     TRAINER=gpu
     TINY=()
@@ -79,6 +81,7 @@ else
     SEVEN_B=(--steps 8 --warmup-steps 3)
     GPU_PY=(--gpt2-steps 20 --qlora-steps 10 --warmup-steps 3)
     PYTEST_K=()
+    PYTEST_S=240
 fi
 
 step env 60 python3 - "$OUT/env.json" <<'PY'
@@ -122,6 +125,14 @@ save()
 print(json.dumps(info, indent=2, default=str))
 PY
 
+# The tests run on the CPU (trainer=cpu), so they run beside the GPU steps that only check
+# correctness, and are waited for before the timed ones.
+began_pytest=$(date +%s)
+OMP_NUM_THREADS=8 timeout --kill-after=10 $((PYTEST_S * SCALE)) python3 -m pytest tests/models -x \
+    -q -rfE -p no:cacheprovider "${PYTEST_K[@]}" --junitxml="$OUT/pytest.xml" \
+    >"$OUT/pytest.log" 2>&1 &
+PYTEST_PID=$!
+
 # --- the real entry point on a local random-init Mistral (real width, 2 layers) ---
 {
     python3 benchmarks/mistral_init.py "$WORK/mistral" --layers 2 "${TINY[@]}" \
@@ -160,10 +171,10 @@ print(json.dumps({
 print((run / "csv" / "metrics.csv").read_text())
 PY
 
+wait "$PYTEST_PID"
+echo "pytest rc=$? $(($(date +%s) - began_pytest))s (beside train)" | tee -a "$OUT/summary.txt"
+rm -rf "$WORK/mistral"
 step gpu_7b 240 python3 benchmarks/gpu_7b.py "${SEVEN_B[@]}" --init-dir "$WORK" \
     --out "$OUT/gpu_7b.json"
-rm -rf "$WORK/mistral"
-step pytest 150 python3 -m pytest tests/models -x -q -rfE -p no:cacheprovider "${PYTEST_K[@]}" \
-    --junitxml="$OUT/pytest.xml"
 step gpu_py 100 python3 benchmarks/gpu.py "${GPU_PY[@]}" --out "$OUT/gpu.json"
 echo "total $(($(date +%s) - START))s" | tee -a "$OUT/summary.txt"
