@@ -94,6 +94,15 @@ def save():
 import bitsandbytes as bnb, lightning, peft, transformers
 info |= {"bitsandbytes": bnb.__version__, "transformers": transformers.__version__,
          "peft": peft.__version__, "lightning": lightning.__version__}
+from importlib.metadata import PackageNotFoundError, version
+def installed(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+info["packages"] = {name: installed(name) for name in (
+    "datasets", "pyarrow", "huggingface-hub", "protobuf", "wandb", "pydantic", "numpy",
+    "hydra-core", "torchmetrics", "accelerate", "sentencepiece", "tokenizers")}
 from storygen.config import default_precision, device_of, gpu_precision, half_dtype
 info["resolvers"] = {"default_precision": default_precision(), "gpu_precision": gpu_precision(),
                      "half_dtype": half_dtype(), "device_of(auto)": device_of("auto")}
