@@ -15,7 +15,10 @@ Reported per run: tokens/s over the steps after the warm-up; MFU: model FLOPs (6
 weights per token when trained, 4 x when frozen, + 12 x layers x width x context for
 attention; gradient checkpointing's recompute not counted) over the card's dense bf16
 matmul peak measured here on an 8192^3 torch.matmul; peak memory from
-torch.cuda.max_memory_allocated (with --cpu: the process's peak RSS so far, fp32 peak).
+torch.cuda.max_memory_allocated and max_memory_reserved, the device memory in use at the end
+(mem_get_info: adds the CUDA context), and the optimizer state counted tensor by tensor, paged
+8-bit AdamW state apart (unified memory, outside torch's allocator); with --cpu: the
+process's peak RSS so far, fp32 peak.
 Writes a JSON file: --out, else $OUT/gpu.json where $OUT is set, else
 benchmarks/results/gpu.json.
 """
@@ -34,17 +37,20 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
-from lightning.pytorch import Callback
-from omegaconf import DictConfig, open_dict
-from torch.utils.data import DataLoader
+# Before anything imports huggingface_hub, which reads it once at import: nothing downloads.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from storygen.config import setup_environment
-from storygen.models.accounting import count_parameters
-from storygen.train import instantiate_group
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from lightning.pytorch import Callback  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from storygen.config import setup_environment  # noqa: E402
+from storygen.models.accounting import count_parameters  # noqa: E402
+from storygen.train import instantiate_group  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_TOKENIZER = "storygen.models.loader.build_offline_gpt2_tokenizer"
@@ -172,17 +178,39 @@ def random_batches(vocab: int, batch: int, context: int, count: int) -> list[dic
     return batches
 
 
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> tuple[int, int]:
+    """Bytes of optimizer state, all and paged: bitsandbytes' paged state lives in CUDA
+    unified memory, which torch.cuda.max_memory_allocated does not see."""
+    total = paged = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                size = value.numel() * value.element_size()
+                total += size
+                paged += size if getattr(value, "is_paged", False) else 0
+    return total, paged
+
+
 def train_run(
-    cfg: DictConfig, vocab: int, batch: int, context: int, warmup: int, steps: int, peak: float
+    cfg: DictConfig,
+    vocab: int,
+    batch: int,
+    context: int,
+    warmup: int,
+    steps: int,
+    peak: float,
+    model=None,
 ) -> dict:
+    """Train `warmup + steps` steps of `cfg` (or of a model already built from it)."""
     device = torch.device("cpu" if cfg.trainer.accelerator == "cpu" else "cuda")
+    start = time.perf_counter()
+    if model is None:
+        torch.manual_seed(cfg.seed)
+        model = instantiate(cfg.model, tokenizer=instantiate(cfg.model.tokenizer))
+    build_s = time.perf_counter() - start
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    torch.manual_seed(cfg.seed)
-    start = time.perf_counter()
-    model = instantiate(cfg.model, tokenizer=instantiate(cfg.model.tokenizer))
-    build_s = time.perf_counter() - start
     count = count_parameters(model.backbone)
     clock = StepClock(warmup, warmup + steps, device)
     with open_dict(cfg):
@@ -197,10 +225,18 @@ def train_run(
     seconds = clock.times[1] - clock.times[0]
     tokens_per_s = batch * context * steps / seconds
     achieved = tokens_per_s * flops_per_token(model.backbone, context) / 1e12
+    memory: dict = {}
     if device.type == "cuda":
         peak_memory = torch.cuda.max_memory_allocated()
+        free, total = torch.cuda.mem_get_info()
+        memory = {
+            "max_memory_reserved_bytes": torch.cuda.max_memory_reserved(),
+            # what nvidia-smi shows: reserved + CUDA context + paged memory resident on the GPU
+            "device_used_bytes": total - free,
+        }
     else:
         peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    state, paged = optimizer_state_bytes(trainer.optimizers[0])
     return {
         "batch": batch,
         "context": context,
@@ -217,6 +253,10 @@ def train_run(
         "mfu": achieved / peak,
         "peak_memory_bytes": peak_memory,
         "peak_memory_kind": "max_memory_allocated" if device.type == "cuda" else "ru_maxrss",
+        **memory,
+        "optimizer": type(trainer.optimizers[0]).__name__,
+        "optimizer_state_bytes": state,
+        "paged_optimizer_state_bytes": paged,
         "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
     }
 
@@ -237,7 +277,6 @@ def main() -> None:
         or ROOT / "benchmarks" / "results" / "gpu.json"
     )
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     for message in ("does not have many workers", "loss_type=None", "treespec", "exists and is"):
@@ -283,13 +322,18 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     unit = "TFLOP/s"
     print(f"{result['device']}: {str(dtype).removeprefix('torch.')} matmul {peak:.3g} {unit}")
-    print(f"{'run':<16}{'tokens/s':>11}{'s/step':>9}{unit:>9}{'MFU':>7}{'peak mem GiB':>14}")
+    print(
+        f"{'run':<16}{'tokens/s':>11}{'s/step':>9}{unit:>9}{'MFU':>7}{'peak mem GiB':>14}"
+        f"{'reserved':>10}{'paged opt':>10}"
+    )
     for name in ("gpt2_full", "mistral_qlora"):
         run = result[name]
         print(
             f"{name:<16}{run['tokens_per_s']:>11.0f}{run['step_s']:>9.3f}"
             f"{run['model_tflops']:>9.2f}{run['mfu']:>7.1%}"
             f"{run['peak_memory_bytes'] / 2**30:>14.2f}"
+            f"{run.get('max_memory_reserved_bytes', 0) / 2**30:>10.2f}"
+            f"{run['paged_optimizer_state_bytes'] / 2**30:>10.3f}"
         )
     print(f"wrote {out} ({result['wall_s']:.0f} s)")
 

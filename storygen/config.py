@@ -48,11 +48,27 @@ def gpu_lacks_bf16() -> bool:
     return torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False)
 
 
-def on_gpu() -> bool:
-    """For settings only a GPU has, such as AdamW's fused CUDA kernel (`fused: true`)."""
+def on_gpu(accelerator: str = "auto") -> bool:
+    """For settings only a GPU has, such as AdamW's fused CUDA kernel (`fused: true`): the
+    trainer's accelerator decides (`trainer=cpu` on a GPU host trains on the CPU)."""
+    return device_of(accelerator) == "cuda"
+
+
+def device_of(accelerator: str = "auto") -> str:
+    """The device a Lightning accelerator name trains on: `cuda` or `cpu` (`mps` as given).
+
+    4-bit weights are quantized while loading, onto their final device, so the loader must
+    know the trainer's device before the trainer moves anything: a CUDA host running
+    `trainer=cpu` (the tests) keeps them on the CPU.
+    """
     import torch
 
-    return torch.cuda.is_available()
+    accelerator = str(accelerator).lower()
+    if accelerator in ("gpu", "cuda"):
+        return "cuda"
+    if accelerator == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "mps" if accelerator == "mps" else "cpu"
 
 
 def wandb_offline() -> bool:
@@ -126,6 +142,7 @@ def setup_environment() -> None:
         "storygen.gpu_precision": gpu_precision,
         "storygen.half_dtype": half_dtype,
         "storygen.on_gpu": on_gpu,
+        "storygen.device": device_of,
         "storygen.wandb_offline": wandb_offline,
         "storygen.run_name": run_name,
         "storygen.run_group": run_group,

@@ -10,9 +10,15 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from storygen.config import CONF_DIR, setup_environment
+from storygen.config import CONF_DIR, device_of, setup_environment
 from storygen.errors import StorygenError, exit_on_user_error
-from storygen.models.accounting import count_parameters, estimate_training_memory
+from storygen.models.accounting import (
+    MemoryEstimate,
+    ParameterCount,
+    TrainingShape,
+    count_parameters,
+    estimate_training_memory,
+)
 from storygen.models.loader import build_skeleton
 
 
@@ -50,28 +56,69 @@ def report(cfg: DictConfig) -> str:
             f"({count.unquantized_total - count.trainable:,} base + {count.trainable:,} adapter)"
         )
 
-    optimizer_target = cfg.model.optimizer._target_
-    precision = str(cfg.trainer.precision)
-    memory = estimate_training_memory(
-        count,
-        quantized=quantized,
-        mixed_precision=precision.startswith(("bf16", "16")),
-        optimizer_bytes_per_param=2.0 if "8bit" in optimizer_target else 8.0,
-        batch_size=int(cfg.data.batch_size),
-        seq_len=int(cfg.seq_len),
-        hidden_size=architecture.hidden_size,
-        num_layers=architecture.num_hidden_layers,
-        vocab_size=architecture.vocab_size,
-        gradient_checkpointing=bool(backbone.get("gradient_checkpointing", False)),
-    )
+    shape, memory = memory_estimate(cfg, architecture, model, count)
+    optimizer = cfg.model.optimizer._target_.rsplit(".", 1)[-1]
     lines.append(
-        f"memory estimate (batch {cfg.data.batch_size} x {cfg.seq_len} tokens, {precision}, "
-        f"{optimizer_target.rsplit('.', 1)[-1]}):"
+        f"memory estimate, one training step (batch {shape.batch_size} x {shape.seq_len} tokens, "
+        f"{cfg.trainer.precision}, {optimizer}, gradient checkpointing "
+        f"{'on' if shape.gradient_checkpointing else 'off'}, "
+        f"{'GPU' if shape.on_gpu else 'CPU'}):"
     )
     lines += memory.lines()
+    lines.append(
+        "  (peak allocated: what max_memory_allocated shows; the total adds paged optimizer "
+        "state and the CUDA context; allocator fragmentation comes on top)"
+    )
     if cfg.with_data:
         lines.append(f"tokens per epoch: {tokens_per_epoch(cfg):,}")
     return "\n".join(lines)
+
+
+def memory_estimate(
+    cfg: DictConfig, architecture, model, count: ParameterCount
+) -> tuple[TrainingShape, MemoryEstimate]:
+    shape = training_shape(cfg, architecture, model)
+    return shape, estimate_training_memory(count, shape)
+
+
+def training_shape(cfg: DictConfig, architecture, model) -> TrainingShape:
+    """The numbers the memory model needs, from the composed config and the built skeleton."""
+    backbone = cfg.model.backbone
+    quantization = backbone.get("quantization")
+    lora = backbone.get("lora")
+    optimizer = cfg.model.optimizer._target_
+    layers = architecture.num_hidden_layers
+    adapted = sum(1 for name, _ in model.named_modules() if name.endswith("lora_A"))
+    on_gpu = device_of(cfg.trainer.accelerator) == "cuda"
+    attention_dropout = getattr(architecture, "attn_pdrop", None) or getattr(
+        architecture, "attention_dropout", 0.0
+    )
+    hidden = architecture.hidden_size
+    return TrainingShape(
+        family="gpt2" if architecture.model_type == "gpt2" else "llama",
+        hidden=hidden,
+        intermediate=getattr(architecture, "intermediate_size", None)
+        or getattr(architecture, "n_inner", None)
+        or 4 * hidden,
+        layers=layers,
+        heads=architecture.num_attention_heads,
+        kv_heads=getattr(architecture, "num_key_value_heads", None)
+        or architecture.num_attention_heads,
+        vocab=architecture.vocab_size,
+        batch_size=int(cfg.data.batch_size),
+        seq_len=int(cfg.seq_len),
+        quantized=quantization is not None,
+        double_quant=bool(quantization and quantization.get("bnb_4bit_use_double_quant")),
+        lora_r=int(lora.r) if lora else 0,
+        lora_targets=adapted // layers,
+        mixed_precision=str(cfg.trainer.precision).startswith(("bf16", "16")),
+        gradient_checkpointing=bool(backbone.get("gradient_checkpointing", False)),
+        # bitsandbytes' 8-bit AdamW: two 1-byte moments and an fp32 absmax per 256 values
+        optimizer_bytes_per_param=2 + 2 * 4 / 256 if "8bit" in optimizer else 8.0,
+        paged_optimizer="Paged" in optimizer,
+        on_gpu=on_gpu,
+        attention_matrix=not on_gpu and attention_dropout > 0,
+    )
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="inspect")

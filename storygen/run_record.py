@@ -70,7 +70,9 @@ class RunRecord:
         self.wall_time_s = time.perf_counter() - self._started
         if self._fit_seconds > 0:
             self.tokens_per_s = self.train_tokens / self._fit_seconds
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # a CPU run on a CUDA host may initialize CUDA (pinned memory, RNG state) and use none
+        on_gpu = torch.cuda.is_available() and torch.cuda.is_initialized()
+        if on_gpu and torch.cuda.max_memory_allocated() > 0:
             self.peak_memory_bytes = int(torch.cuda.max_memory_allocated())
             self.peak_memory_kind = "cuda_max_allocated"
         else:

@@ -80,6 +80,9 @@ def load_for_generation(
 def on_gpu_if_any(backbone: PreTrainedModel) -> PreTrainedModel:
     """Generate and score on the GPU where there is one; 4-bit weights already sit on the
     device bitsandbytes quantized them onto."""
-    if torch.cuda.is_available() and not getattr(backbone, "is_loaded_in_4bit", False):
+    if not torch.cuda.is_available():
+        return backbone
+    torch.backends.cuda.matmul.allow_tf32 = True  # TF32 where fp32 matmuls remain
+    if not getattr(backbone, "is_loaded_in_4bit", False):
         return backbone.to("cuda")
     return backbone

@@ -12,16 +12,17 @@ if __name__ == "__main__":  # tcmalloc for CPU runs; LD_PRELOAD acts only at pro
     preload_fast_allocator()
 
 import logging
+import sys
 import time
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
-import wandb
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -72,7 +73,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             record.write(cfg.paths.output_dir)
         publish_record(record)
         # Without this, the next job of a multirun would log into this job's W&B run.
-        wandb.finish(exit_code=0 if record.status in ("completed", "pruned") else 1)
+        if (wandb := loaded_wandb()) is not None:
+            wandb.finish(exit_code=0 if record.status in ("completed", "pruned") else 1)
 
 
 def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float]:
@@ -88,6 +90,10 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     loggers += instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_precision(trainer)
+    if isinstance(trainer.accelerator, CUDAAccelerator):
+        # TF32 for the fp32 matmuls mixed precision leaves; CUDA's only (the precision-wide
+        # torch.set_float32_matmul_precision would change CPU matmuls too)
+        torch.backends.cuda.matmul.allow_tf32 = True
     check_streaming_across_devices(trainer, datamodule.streaming)
     if cfg.train:
         check_trains_some_steps(trainer)
@@ -164,10 +170,16 @@ def job_overrides() -> list[str]:
 
 def publish_record(record: RunRecord) -> None:
     """Put the run record in the W&B run's summary, so online comparisons see it too."""
-    if wandb.run is not None:
+    wandb = loaded_wandb()
+    if wandb is not None and wandb.run is not None:
         wandb.run.summary.update(
             {key: value for key, value in record.as_dict().items() if key != "metrics"}
         )
+
+
+def loaded_wandb():
+    """wandb, if a W&B logger imported it: a run logged elsewhere (logger=csv) needs no wandb."""
+    return sys.modules.get("wandb")
 
 
 def in_sweep() -> bool:

@@ -93,9 +93,10 @@ def test_mistral_lora_is_4bit_lora(tmp_path: Path) -> None:
     assert quantization.bnb_4bit_use_double_quant
 
 
-def test_precision_follows_the_device(tmp_path: Path) -> None:
+def test_precision_follows_the_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU host, on any host
     cfg = compose_config(["model=mistral_lora"], tmp_path)
-    assert cfg.trainer.precision == "32-true"  # no GPU here
+    assert cfg.trainer.precision == "32-true"
     assert cfg.model.backbone.quantization.bnb_4bit_compute_dtype == "bfloat16"
     assert compose_config(["trainer=gpu"], tmp_path).trainer.precision == "bf16-mixed"
 

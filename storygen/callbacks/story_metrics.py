@@ -93,15 +93,18 @@ class StoryMetricsCallback(Callback):
             return
         datamodule = trainer.datamodule
         prompts = datamodule.story_prompts(split, self.num_prompts[stage])
-        stories, scores = generate_and_score(
-            pl_module.backbone,
-            pl_module.tokenizer,
-            prompts,
-            self.generation,
-            max_length=datamodule.story_format.max_length,
-            batch_size=self.batch_size,
-            seed=self.seed,
-        )
+        # Lightning autocasts only the step methods: generate under the run's precision too
+        # (bf16 on a GPU, not fp32); with 32-true this context does nothing.
+        with trainer.precision_plugin.forward_context():
+            stories, scores = generate_and_score(
+                pl_module.backbone,
+                pl_module.tokenizer,
+                prompts,
+                self.generation,
+                max_length=datamodule.story_format.max_length,
+                batch_size=self.batch_size,
+                seed=self.seed,
+            )
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
         pl_module.log_dict(metrics, sync_dist=True)
         self.samples = [

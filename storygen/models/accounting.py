@@ -68,62 +68,187 @@ def _unpacked_numel(parameter: nn.Parameter) -> int:
     return parameter.numel()
 
 
+# Double quantization stores each block of 64 weights' absmax as 8 bits, plus one fp32 absmax
+# per 256 such blocks: 8/64 + 32/(64*256) = 0.127 bit per weight (0.5 bit without it).
+QUANT_CONSTANT_BYTES = {True: 1 / 64 + 4 / (64 * 256), False: 4 / 64}
+CUDA_CONTEXT_BYTES = 0.5 * GIB  # driver, kernels, cuBLAS workspace: outside torch's allocator
+
+
+@dataclass(frozen=True)
+class TrainingShape:
+    """What one training step's memory depends on, as the config gives it."""
+
+    family: str
+    """`llama` (Mistral, Llama: RMSNorm, SwiGLU, rotary, GQA) or `gpt2`"""
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    batch_size: int
+    seq_len: int
+    quantized: bool = False
+    double_quant: bool = True
+    lora_r: int = 0
+    lora_targets: int = 0
+    """LoRA-adapted linear layers per transformer layer"""
+    mixed_precision: bool = False
+    """bf16/fp16-mixed: fp32 weights, matmuls autocast to 16 bits"""
+    gradient_checkpointing: bool = False
+    optimizer_bytes_per_param: float = 8.0
+    """AdamW: two fp32 moments; bitsandbytes' 8-bit AdamW: two bytes + block absmax"""
+    paged_optimizer: bool = False
+    """bitsandbytes paged state lives in CUDA unified memory, outside torch's allocator"""
+    on_gpu: bool = False
+    attention_matrix: bool = False
+    """attention probabilities materialized (SDPA's math path: CPU with attention dropout)"""
+
+    @property
+    def tokens(self) -> int:
+        return self.batch_size * self.seq_len
+
+
+def layer_activation_bytes(shape: TrainingShape) -> float:
+    """Bytes one transformer layer saves for backward, per token.
+
+    Counted with `torch.autograd.graph.saved_tensors_hooks` on transformers' Mistral and
+    GPT-2 layers in fp32 (tests/models/test_memory.py checks the sum against a measured
+    peak). Mistral saves q, its input, both norm outputs and the attention output (5 x
+    hidden), k and v (2 x kv width), gate, SiLU, up and their product (4 x intermediate)
+    and each LoRA A output (r). Under mixed precision the residual stream stays fp32 (fp32
+    embeddings; bitsandbytes returns the input's dtype), while every 4-bit and LoRA matmul
+    saves its own 16-bit copy of its input and SDPA its 16-bit q, k, v and output.
+    """
+    h, i, kv = shape.hidden, shape.intermediate, shape.hidden * shape.kv_heads // shape.heads
+    lora = shape.lora_targets * shape.lora_r
+    if shape.family == "gpt2":  # ln, qkv, attention, proj, mlp 4x, gelu, dropout masks
+        elements = 30 * h + (3 * shape.heads * shape.seq_len if shape.attention_matrix else 0)
+        if not shape.mixed_precision:
+            return 4.0 * (elements + lora)
+        return 4.0 * 4 * h + 2.0 * (elements - 4 * h + lora)  # residual and norms in fp32
+    if not shape.mixed_precision:
+        return 4.0 * (5 * h + 2 * kv + 4 * i + lora + shape.heads)
+    r, c = 4.0, 2.0  # residual stream fp32, compute 16-bit
+    if shape.quantized:  # each 4-bit and LoRA matmul copies its fp32 input to 16 bits
+        return h * (4 * r + 12 * c) + kv * (r + 2 * c) + i * (3 * r + 2 * c) + lora * c
+    return h * (3 * r + 8 * c) + kv * 2 * c + i * 4 * c + lora * c
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """A rough training-memory budget in bytes; real use adds framework and allocator overhead."""
+    """One training step's memory in bytes, by what holds it (see `estimate_training_memory`).
 
-    weights: float
-    gradients: float
+    `peak_allocated` is what torch.cuda.max_memory_allocated (or the CPU allocator's live
+    tensor bytes) should show; the CUDA context and paged optimizer state come on top on a
+    GPU, and the caching allocator reserves more than it allocates (not estimated).
+    """
+
+    quantized_weights: float
+    float_weights: float
     optimizer_state: float
+    paged_optimizer_state: float
+    gradients: float
     activations: float
+    recompute: float
+    loss: float
+    dequantized: float
+    autocast_copies: float
+    optimizer_step: float
+    cuda_context: float
+    peak_allocated: float
+    peak_phase: str
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer_state + self.activations
+        return self.peak_allocated + self.paged_optimizer_state + self.cuda_context
 
     def lines(self) -> list[str]:
         parts = [
-            ("weights", self.weights),
-            ("gradients", self.gradients),
+            ("4-bit weights + constants", self.quantized_weights),
+            ("fp32 weights", self.float_weights),
             ("optimizer state", self.optimizer_state),
-            ("activations", self.activations),
-            ("total", self.total),
+            ("gradients", self.gradients),
+            ("saved activations", self.activations),
+            ("1-layer recompute", self.recompute),
+            ("loss (logits, CE bwd)", self.loss),
+            ("dequantized weight", self.dequantized),
+            ("autocast weight copies", self.autocast_copies),
+            ("optimizer step temps", self.optimizer_step),
+            (f"peak allocated ({self.peak_phase})", self.peak_allocated),
+            ("paged optimizer state", self.paged_optimizer_state),
+            ("CUDA context", self.cuda_context),
+            ("total on the device", self.total),
         ]
-        return [f"  {name:<16}: {value / GIB:8.2f} GiB" for name, value in parts]
+        return [f"  {name:<30}: {value / GIB:8.2f} GiB" for name, value in parts]
 
 
-def estimate_training_memory(
-    count: ParameterCount,
-    *,
-    quantized: bool,
-    mixed_precision: bool,
-    optimizer_bytes_per_param: float,
-    batch_size: int,
-    seq_len: int,
-    hidden_size: int,
-    num_layers: int,
-    vocab_size: int,
-    gradient_checkpointing: bool,
-) -> MemoryEstimate:
-    """Weights, gradients, optimizer state and activations at a batch size and precision.
+def estimate_training_memory(count: ParameterCount, shape: TrainingShape) -> MemoryEstimate:
+    """The peak of one training step: persistent weights and optimizer state, plus the
+    largest of its phases.
 
-    Trainable weights and their gradients are fp32 (Lightning's mixed precision keeps fp32
-    masters). Frozen weights are 4-bit packed (plus ~0.5 bit/param of double-quantized
-    constants) or in the compute dtype. Activations follow Korthikanti et al. (2022): ~34
-    bytes x hidden per token per layer in 16-bit, only each layer's input when checkpointed,
-    plus fp32 logits for the loss.
+    Weights: 4-bit packed with their quantization constants; everything else fp32 (full
+    fine-tuning keeps fp32 masters; peft's k-bit preparation upcasts embeddings, LM head and
+    norms to fp32). Phases: the loss backward (all saved activations, or only each layer's
+    input under checkpointing, plus 12 bytes per logit: the fp32 log-probabilities kept for
+    backward, their gradient and the gradient of the logits); a layer's backward (its
+    recompute under checkpointing, a dequantized weight, gradients in flight, the trainable
+    gradients); the optimizer step (gradients, plus one fp32 temporary per parameter for
+    torch's foreach AdamW). Paged 8-bit AdamW state and the CUDA context are counted beside
+    the allocator's peak. Not counted: allocator fragmentation (reserved minus allocated).
     """
-    frozen_stored = count.total - count.trainable
-    if quantized:
-        packed = count.unquantized_total - count.total  # each packed element holds two weights
-        weights = packed + packed * 2 * 0.5 / 8 + (frozen_stored - packed) * 2
+    packed = count.unquantized_total - count.total if shape.quantized else 0
+    quantized_weights = packed + 2 * packed * QUANT_CONSTANT_BYTES[shape.double_quant]
+    float_weights = (count.total - packed) * 4.0
+    gradients = count.trainable * 4.0
+    state = count.trainable * shape.optimizer_bytes_per_param
+    paged = state if shape.paged_optimizer and shape.on_gpu else 0.0
+    optimizer_state = state - paged
+    compute_bytes = 2.0 if shape.mixed_precision else 4.0
+    residual_bytes = 4.0
+
+    per_layer = layer_activation_bytes(shape) * shape.tokens
+    outside_layers = 3 * shape.hidden * residual_bytes * shape.tokens  # embeddings, final norm
+    if shape.gradient_checkpointing:
+        activations = shape.layers * shape.hidden * residual_bytes * shape.tokens + outside_layers
+        recompute = per_layer
     else:
-        weights = frozen_stored * (2 if mixed_precision else 4)
-    weights += count.trainable * 4
-    gradients = count.trainable * 4
-    optimizer_state = count.trainable * optimizer_bytes_per_param
-    tokens = batch_size * seq_len
-    bytes_per_activation = 2 if mixed_precision else 4
-    per_layer = (2 if gradient_checkpointing else 34 / 2) * hidden_size * bytes_per_activation
-    activations = tokens * (per_layer * num_layers + vocab_size * 4 * 2)
-    return MemoryEstimate(weights, gradients, optimizer_state, activations)
+        activations = shape.layers * per_layer + outside_layers
+        recompute = 0.0
+    loss = 12.0 * shape.tokens * shape.vocab
+    largest_linear = shape.hidden * max(shape.hidden, shape.intermediate)
+    dequantized = largest_linear * compute_bytes if shape.quantized else 0.0
+    in_flight = (shape.hidden + shape.intermediate) * residual_bytes * shape.tokens
+    # the 16-bit copies autocast keeps of trainable matmul weights for the whole step
+    autocast_copies = count.trainable * 2.0 if shape.mixed_precision else 0.0
+    fused = shape.on_gpu or shape.optimizer_bytes_per_param < 8
+    optimizer_step = 0.0 if fused else count.trainable * 4.0
+
+    phases = {
+        "loss backward": activations + loss + autocast_copies,
+        "layer backward": activations
+        + recompute
+        + dequantized
+        + in_flight
+        + gradients
+        + autocast_copies,
+        "optimizer step": gradients + optimizer_step,
+    }
+    phase = max(phases, key=phases.get)
+    persistent = quantized_weights + float_weights + optimizer_state
+    return MemoryEstimate(
+        quantized_weights=quantized_weights,
+        float_weights=float_weights,
+        optimizer_state=optimizer_state,
+        paged_optimizer_state=paged,
+        gradients=gradients,
+        activations=activations,
+        recompute=recompute,
+        loss=loss,
+        dequantized=dequantized,
+        autocast_copies=autocast_copies,
+        optimizer_step=optimizer_step,
+        cuda_context=CUDA_CONTEXT_BYTES if shape.on_gpu else 0.0,
+        peak_allocated=persistent + phases[phase],
+        peak_phase=phase,
+    )

@@ -91,11 +91,15 @@ def build_offline_mistral_tokenizer() -> PreTrainedTokenizerBase:
     return prepare_tokenizer(tokenizer)
 
 
-def _quantized_device_map() -> dict[str, int | str]:
-    """bitsandbytes quantizes while loading, so 4-bit weights must land on their final device."""
-    if torch.cuda.is_available():
+def _quantized_device_map(device: str | None) -> dict[str, int | str]:
+    """bitsandbytes quantizes while loading, so 4-bit weights must land on the device the
+    trainer will use (`storygen.device` of `trainer.accelerator`), this rank's GPU under DDP.
+    Without a device (a direct call) a GPU is used where there is one."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
         return {"": int(os.environ.get("LOCAL_RANK", 0))}
-    return {"": "cpu"}
+    return {"": device}
 
 
 def build_backbone(
@@ -106,12 +110,14 @@ def build_backbone(
     attn_implementation: str = "sdpa",
     gradient_checkpointing: bool = False,
     init_dir: str | None = None,
+    device: str | None = None,
 ) -> PreTrainedModel:
     """Build a causal LM: pretrained or from an architecture, optionally 4-bit, optionally LoRA.
 
     With `name_or_path` the weights come from there and `architecture` (if given) only
     describes them, for `storygen.inspect`. A random init is saved to `init_dir` (or reused
     from it) so that adapter checkpoints, export and merging find the same frozen base.
+    `device` places 4-bit weights (`cuda` or `cpu`); other weights are moved by the trainer.
     """
     if name_or_path is None and architecture is None:
         raise StorygenError(
@@ -127,7 +133,7 @@ def build_backbone(
     if name_or_path is None and init_dir is not None:
         name_or_path = save_random_init(architecture, Path(init_dir))
     if name_or_path is not None:
-        model = _load_pretrained(name_or_path, quantization, attn_implementation)
+        model = _load_pretrained(name_or_path, quantization, attn_implementation, device)
     elif quantization is None:
         model = AutoModelForCausalLM.from_config(
             architecture, attn_implementation=attn_implementation
@@ -136,7 +142,10 @@ def build_backbone(
         # bitsandbytes quantizes at load time: save the random init, then load it quantized.
         with tempfile.TemporaryDirectory(prefix="storygen-init-") as tmp_dir:
             model = _load_pretrained(
-                save_random_init(architecture, Path(tmp_dir)), quantization, attn_implementation
+                save_random_init(architecture, Path(tmp_dir)),
+                quantization,
+                attn_implementation,
+                device,
             )
 
     # Non-reentrant checkpointing: the variant torch recommends, and the one DDP supports.
@@ -187,13 +196,16 @@ def save_random_init(architecture: PretrainedConfig, init_dir: Path) -> str:
 
 
 def _load_pretrained(
-    name_or_path: str, quantization: BitsAndBytesConfig | None, attn_implementation: str
+    name_or_path: str,
+    quantization: BitsAndBytesConfig | None,
+    attn_implementation: str,
+    device: str | None = None,
 ) -> PreTrainedModel:
     kwargs: dict = {"attn_implementation": attn_implementation}
     if quantization is not None:
         kwargs |= {
             "quantization_config": quantization,
-            "device_map": _quantized_device_map(),
+            "device_map": _quantized_device_map(device),
             "dtype": quantization.bnb_4bit_compute_dtype,
         }
     else:

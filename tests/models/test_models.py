@@ -259,3 +259,16 @@ def test_gradient_checkpointing_is_non_reentrant_and_gives_the_same_gradients(ov
     )
     for name, gradient in gradients[0].items():
         torch.testing.assert_close(gradients[1][name], gradient, msg=name)
+
+
+def test_4bit_weights_land_on_the_trainers_device_not_the_hosts(tmp_path, monkeypatch):
+    """On a CUDA host, `trainer=cpu` (the tests) must quantize onto the CPU, and the fused
+    CUDA AdamW must stay off; `trainer=gpu` and `auto` pick the GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cfg = compose_config(TINY_MISTRAL, tmp_path)
+    assert cfg.model.backbone.device == "cpu" and cfg.model.optimizer.fused is False
+    backbone = instantiate(cfg.model.backbone)
+    assert {p.device.type for p in backbone.parameters()} == {"cpu"}
+    for trainer in ("gpu", "default"):
+        gpu_cfg = compose_config([*TINY_MISTRAL, f"trainer={trainer}"], tmp_path)
+        assert gpu_cfg.model.backbone.device == "cuda" and gpu_cfg.model.optimizer.fused is True
