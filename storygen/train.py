@@ -32,6 +32,7 @@ from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
 from storygen.run_record import RECORD_FILE, RunRecord
 from storygen.run_summary import summarize_run, wandb_run_dir
+from storygen.slurm import JobRequeued, requeue_when_stopped, resume_path
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
         logger.log_hyperparams(loggable_config(cfg) | {"overrides": record.overrides})
     if cfg.train:
         started = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        # a requeued SLURM job resumes from its own last.ckpt (storygen.slurm)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(cfg.ckpt_path))
         record.fit_took(time.perf_counter() - started)
         record.train_tokens = int(  # each DDP rank counts its own share
             trainer.strategy.reduce(
@@ -141,10 +143,10 @@ def in_sweep() -> bool:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        with exit_on_user_error():
+        with exit_on_user_error(), requeue_when_stopped():
             metrics = train(cfg)
     except (Exception, SystemExit) as exc:
-        if not in_sweep():
+        if not in_sweep() or isinstance(exc, JobRequeued):
             raise
         # One failed job must not end the sweep: it is recorded in run.json, logged here
         # (traceback included, in the job's log file) and reported as NaN to the sweeper.
