@@ -53,8 +53,11 @@ def submitit_signal() -> signal.Signals | None:
 
 def job_state() -> str:
     """This job's state in SLURM's eyes (RUNNING, or COMPLETING when SLURM ends it)."""
+    from submitit import JobEnvironment
+
+    job_id = JobEnvironment().job_id  # `<array>_<task>` in an array: its own line only
     result = subprocess.run(
-        ["squeue", "--noheader", "--format=%T", "--jobs", os.environ["SLURM_JOB_ID"]],
+        ["squeue", "--noheader", "--format=%T", "--jobs", job_id],
         capture_output=True,
         text=True,
         timeout=60,

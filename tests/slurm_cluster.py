@@ -9,8 +9,10 @@ foreground as children of the test process and are stopped, by their own ids, at
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
+PR_SET_PDEATHSIG = 1  # prctl(2)
 CLIENTS = ("sbatch", "sinfo", "squeue", "scontrol", "scancel", "srun")
 
 
@@ -35,6 +38,11 @@ def missing_reason() -> str | None:
     if os.geteuid() != 0:
         return "the test SLURM cluster runs its daemons as root (SlurmUser=root)"
     return None
+
+
+def stop_with_parent() -> None:
+    """The daemon gets SIGTERM when the test process dies, even if it is killed outright."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -140,7 +148,13 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
     def start(self, *command: str) -> None:
         log = (self.root / f"{command[0]}.out").open("w")
         self.processes.append(
-            subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=stop_with_parent,
+            )
         )
 
     def wait_for(self, ready, what: str, timeout_s: float = 60) -> None:
@@ -167,9 +181,14 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 
     def down(self) -> None:
         """Cancel every job, then stop the daemons: slurmd, slurmctld, munged, each by its id."""
-        if self.processes[1:] and self.processes[1].poll() is None:
-            self.run("scancel", "--full", f"--user={os.getuid()}", check=False)
-            self.wait_for(lambda: not self.jobs(), "jobs to end", timeout_s=60)
+        try:
+            if self.processes[1:] and self.processes[1].poll() is None:
+                self.run("scancel", "--full", f"--user={os.getuid()}", check=False)
+                self.wait_for(lambda: not self.jobs(), "jobs to end", timeout_s=60)
+        finally:
+            self.stop_daemons()
+
+    def stop_daemons(self) -> None:
         for process in reversed(self.processes):
             process.terminate()
             try:

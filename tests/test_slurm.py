@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,16 +61,33 @@ class PaceFirstAttempt(Callback):
             time.sleep(self.seconds)
 
 
-def storygen_train(cluster: SlurmCluster, cwd: Path, *args: str) -> subprocess.Popen:
+@pytest.fixture
+def launched() -> Iterator[list[subprocess.Popen]]:
+    """Commands a test started; any still running when it ends (a failed test) are stopped."""
+    processes: list[subprocess.Popen] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def storygen_train(
+    launched: list[subprocess.Popen], cluster: SlurmCluster, cwd: Path, *args: str
+) -> subprocess.Popen:
+    """`python -m storygen.train ...` against the cluster, in the background; output in cwd."""
     cwd.mkdir(parents=True, exist_ok=True)
     log = (cwd / "output.txt").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "storygen.train", *args, f"paths.root_dir={cwd}"],
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**cluster.env, "PYTHONPATH": str(ROOT)},
+    launched.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "storygen.train", *args, f"paths.root_dir={cwd}"],
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**cluster.env, "PYTHONPATH": str(ROOT)},
+        )
     )
+    return launched[-1]
 
 
 def wait_ok(process: subprocess.Popen, cwd: Path, timeout_s: float = 900) -> None:
@@ -107,9 +125,10 @@ def steps_logged(run_dir: Path) -> int:
     return len(metrics.read_text().splitlines()) - 1 if metrics.exists() else 0
 
 
-def test_a_sweep_runs_each_job_as_a_slurm_job_with_its_own_run(slurm_cluster, tmp_path):
+def test_a_sweep_runs_each_job_as_a_slurm_job_with_its_own_run(slurm_cluster, tmp_path, launched):
     sweep_dir = tmp_path / "multirun" / "2026-11-30" / "12-00-00"
     sweep = storygen_train(
+        launched,
         slurm_cluster,
         tmp_path,
         "-m",
@@ -136,7 +155,8 @@ def test_a_sweep_runs_each_job_as_a_slurm_job_with_its_own_run(slurm_cluster, tm
     )
     assert report.returncode == 0, report.stderr
     table = (sweep_dir / "compare" / "report.md").read_text()
-    assert len([line for line in table.splitlines() if "completed" in line]) == 2
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "completed" in line]
+    assert len(rows) == 2
 
 
 def array_task(sweep_dir: Path, job: int) -> str:
@@ -155,13 +175,18 @@ def seconds(duration: str) -> int:
 
 
 def test_preempted_and_timed_out_jobs_are_requeued_and_end_like_an_uninterrupted_run(
-    slurm_cluster, tmp_path
+    slurm_cluster, tmp_path, launched
 ):
     straight = storygen_train(
-        slurm_cluster, tmp_path / "straight", *RESUMABLE_RUN, f"hydra.run.dir={tmp_path / 'run'}"
+        launched,
+        slurm_cluster,
+        tmp_path / "straight",
+        *RESUMABLE_RUN,
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     sweep_dir = tmp_path / "sweep"
     sweep = storygen_train(
+        launched,
         slurm_cluster,
         tmp_path / "slurm",
         "-m",
@@ -216,12 +241,17 @@ def test_preempted_and_timed_out_jobs_are_requeued_and_end_like_an_uninterrupted
         assert largest <= 1e-6, (case, largest)
 
 
-def test_ddp_ranks_start_from_slurm_and_train_each_story_once(slurm_cluster, tmp_path):
+def test_ddp_ranks_start_from_slurm_and_train_each_story_once(slurm_cluster, tmp_path, launched):
     single = storygen_train(
-        slurm_cluster, tmp_path / "single", *SMALL_RUN, f"hydra.run.dir={tmp_path / 'run'}"
+        launched,
+        slurm_cluster,
+        tmp_path / "single",
+        *SMALL_RUN,
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     sweep_dir = tmp_path / "sweep"
     ddp = storygen_train(
+        launched,
         slurm_cluster,
         tmp_path / "ddp",
         "-m",
