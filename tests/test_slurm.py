@@ -61,8 +61,8 @@ class PaceFirstAttempt(Callback):
             time.sleep(self.seconds)
 
 
-@pytest.fixture
-def launched() -> Iterator[list[subprocess.Popen]]:
+@pytest.fixture(name="launched")
+def stop_launched_at_end() -> Iterator[list[subprocess.Popen]]:
     """Commands a test started; any still running when it ends (a failed test) are stopped."""
     processes: list[subprocess.Popen] = []
     yield processes
@@ -73,7 +73,11 @@ def launched() -> Iterator[list[subprocess.Popen]]:
 
 
 def storygen_train(
-    launched: list[subprocess.Popen], cluster: SlurmCluster, cwd: Path, *args: str
+    launched: list[subprocess.Popen],
+    cluster: SlurmCluster,
+    cwd: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """`python -m storygen.train ...` against the cluster, in the background; output in cwd."""
     cwd.mkdir(parents=True, exist_ok=True)
@@ -84,7 +88,7 @@ def storygen_train(
             cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**cluster.env, "PYTHONPATH": str(ROOT)},
+            env={**cluster.env, "PYTHONPATH": str(ROOT), **(env or {})},
         )
     )
     return launched[-1]
@@ -174,6 +178,26 @@ def seconds(duration: str) -> int:
     return total + int(days or 0) * 86400
 
 
+def final_checkpoint(run_dir: Path) -> dict:
+    """The checkpoint of the last step (60), written with the end-of-epoch validation."""
+    (path,) = (run_dir / "checkpoints").glob("epoch_000-step_000060.ckpt")
+    return torch.load(path, weights_only=False)
+
+
+def largest_difference(checkpoint: dict, reference: dict) -> float:
+    """The largest difference between two checkpoints' weights and optimizer states."""
+    pairs = [(checkpoint["state_dict"], reference["state_dict"])]
+    for ours, theirs in zip(checkpoint["optimizer_states"], reference["optimizer_states"]):
+        pairs += [(ours["state"][i], theirs["state"][i]) for i in theirs["state"]]
+    largest = 0.0
+    for ours, theirs in pairs:
+        assert ours.keys() == theirs.keys()
+        for key, expected in theirs.items():
+            if isinstance(expected, torch.Tensor):
+                largest = max(largest, (ours[key] - expected).abs().max().item())
+    return largest
+
+
 def test_preempted_and_timed_out_jobs_are_requeued_and_end_like_an_uninterrupted_run(
     slurm_cluster, tmp_path, launched
 ):
@@ -224,21 +248,19 @@ def test_preempted_and_timed_out_jobs_are_requeued_and_end_like_an_uninterrupted
     wait_ok(sweep, cwd)
     wait_ok(straight, tmp_path / "straight")
 
-    reference = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
-    for run_dir, case in ((preempted, "preempted"), (timed_out, "timed-out")):
+    reference = final_checkpoint(tmp_path / "run")
+    for run_dir, usr2 in ((preempted, False), (timed_out, True)):
         log = job_log(sweep_dir, int(run_dir.name))
-        assert f"this job is {case}" in log, log[-3000:]
+        assert ("SIGUSR2 from SLURM: stopping at the next step boundary" in log) == usr2
+        assert re.search(r"Requeued job \d+_\d", log), log[-3000:]  # by submitit
         stopped = re.search(r"Stopped by a signal at step (\d+)", log)
         assert stopped and 0 < int(stopped.group(1)) < 60, log[-3000:]  # mid-epoch
         assert "SLURM requeued this job (restart 1): resuming from last.ckpt" in log
         assert "Restored all states from the checkpoint" in log
         assert run_json(run_dir)["status"] == "completed"
-        final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+        final = final_checkpoint(run_dir)
         assert final["global_step"] == reference["global_step"] == 60
-        weights, expected = final["state_dict"], reference["state_dict"]
-        assert weights.keys() == expected.keys()
-        largest = max((weights[k] - expected[k]).abs().max().item() for k in expected)
-        assert largest <= 1e-6, (case, largest)
+        assert largest_difference(final, reference) <= 1e-6, run_dir
 
 
 def test_ddp_ranks_start_from_slurm_and_train_each_story_once(slurm_cluster, tmp_path, launched):
