@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -87,8 +87,14 @@ def requeue_when_stopped() -> Iterator[None]:
         signal.signal(sig, submitit_handler)
         state = job_state()
         if state == "RUNNING" and callable(submitit_handler):
-            with suppress(SystemExit):  # saves the job for resubmission, requeues, exits
+            try:  # saves the job for resubmission, `scontrol requeue`, then exits
                 submitit_handler(sig, None)
+            except SystemExit:
+                pass
+            except subprocess.CalledProcessError as error:
+                # the requeue ends the job's processes at once, `scontrol` among them
+                if error.returncode != -signal.SIGTERM:
+                    raise
         else:
             log.warning("SLURM is ending this job (%s); it requeues it if it was preempted", state)
         raise JobRequeued(exc.code) from exc
