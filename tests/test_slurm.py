@@ -109,7 +109,10 @@ def run_json(run_dir: Path) -> dict:
 
 def job_log(sweep_dir: Path, job: int, task: int = 0) -> str:
     """What a SLURM job printed (both attempts of a requeued one): submitit's log files."""
-    logs = sorted(sweep_dir.glob(f".submitit/*_{job}/*_{job}_{task}_log.*"))
+    # a job array's task n writes to .submitit/<array>_<n>/, a lone job to .submitit/<id>/
+    logs = sorted(sweep_dir.glob(f".submitit/*_{job}/*_{task}_log.*"))
+    if not logs and job == 0:
+        logs = sorted(sweep_dir.glob(f".submitit/*/*_{task}_log.*"))
     assert logs, f"no logs of job {job} in {sweep_dir / '.submitit'}"
     return "".join(log.read_text() for log in logs)
 
