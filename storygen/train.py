@@ -43,6 +43,7 @@ from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
 from storygen.run_record import RECORD_FILE, RunPruned, RunRecord
 from storygen.run_summary import summarize_run, wandb_run_dir
+from storygen.slurm import JobRequeued, requeue_when_stopped, resume_path
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
         logger.log_hyperparams(loggable_config(cfg) | {"overrides": record.overrides})
     if cfg.train:
         started = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        # a requeued SLURM job resumes from its own last.ckpt (storygen.slurm)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(cfg.ckpt_path))
         record.fit_took(time.perf_counter() - started)
         check_trained(trainer)
         record.train_tokens = int(  # each DDP rank counts its own share
@@ -189,10 +191,10 @@ def in_sweep() -> bool:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        with exit_on_user_error():
+        with exit_on_user_error(), requeue_when_stopped():
             metrics = train(cfg)
     except (Exception, SystemExit) as exc:
-        if not in_sweep():
+        if not in_sweep() or isinstance(exc, JobRequeued):
             raise
         if isinstance(exc, RunPruned):  # the trial is marked pruned in its study already
             log.info("%s", exc)
