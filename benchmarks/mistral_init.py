@@ -17,29 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from storygen.config import setup_environment
+from storygen.models.loader import build_offline_mistral_tokenizer
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-# Mistral-7B-v0.1's tokenizer_config.json: BOS on every text, legacy SentencePiece
-TOKENIZER_CONFIG = {
-    "tokenizer_class": "LlamaTokenizer",
-    "add_bos_token": True,
-    "add_eos_token": False,
-    "bos_token": "<s>",
-    "eos_token": "</s>",
-    "unk_token": "<unk>",
-    "legacy": True,
-}
 
 
 def mistral_architecture(overrides: list[str]):
@@ -57,13 +46,7 @@ def mistral_architecture(overrides: list[str]):
 
 
 def save_tokenizer(out_dir: Path) -> None:
-    import mistral_common
-
-    source = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
-    with tempfile.TemporaryDirectory() as folder:
-        shutil.copyfile(source, Path(folder) / "tokenizer.model")
-        (Path(folder) / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG))
-        AutoTokenizer.from_pretrained(folder).save_pretrained(out_dir)
+    build_offline_mistral_tokenizer().save_pretrained(out_dir)
 
 
 def save_mistral_init(
