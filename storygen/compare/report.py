@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from markdown_it import MarkdownIt  # noqa: E402
 
+from storygen.compare.conventions import check_one_convention_per_column  # noqa: E402
 from storygen.compare.runs import LOSS_CURVES, ROUGE_KEYS, ComparedRun  # noqa: E402
 from storygen.compare.stories import stories_section  # noqa: E402
 from storygen.compare.study import StudyRef, study_section  # noqa: E402
@@ -251,6 +252,7 @@ def write_report(
         raise StorygenError(
             f"--metric {metric}: no run logged it; logged metrics: {', '.join(logged)}."
         )
+    check_one_convention_per_column(records)
     metric = metric or monitored_metric(records)
     mode = mode or default_mode(metric)
     out.mkdir(parents=True, exist_ok=True)
