@@ -14,12 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from storygen.compare.__main__ import main as compare_main
 from storygen.compare.reproduction import load_published, study_markdown
-from storygen.compare.runs import ComparedRun, read_local_runs
+from storygen.compare.runs import ROUGE_KEYS, ComparedRun, read_local_runs
 from storygen.metrics.lengths import length_distance, word_counts
 from tests.conftest import ROOT, compose_config
 from tests.metrics.test_rouge import evaluate_rouge
@@ -203,3 +204,31 @@ def test_tiny_study_logs_evaluates_rouge_and_the_report_shows_the_runs_numbers(
     published = load_published()
     for row in published.rows:
         assert f"| {row.trainable_params:,} | {row.total_params:,} |" in report
+
+
+@pytest.mark.slow
+def test_evaluate_rescores_a_study_run_in_both_conventions_as_its_test_stage_did(
+    tiny_study: Path, tmp_path: Path
+) -> None:
+    """One `rouge` setting serves both paths: evaluate with `rouge=with_hf` on the run's best
+    checkpoint (its test stage's prompts, batch size and cap) logs the same numbers under the
+    same keys as the test stage."""
+    run_dir = jobs(tiny_study)[0]
+    (best,) = run_dir.glob("checkpoints/epoch_*.ckpt")
+    run_command(
+        "storygen.evaluate",
+        f"ckpt_path={best}",
+        "rouge=with_hf",
+        "num_prompts=4",
+        "batch_size=8",
+        "generation.max_new_tokens=12",
+        f"paths.root_dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    (out_dir,) = tmp_path.glob("outputs/evaluate/*/*")
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    trained = json.loads((run_dir / "run.json").read_text())["metrics"]
+    rouge_keys = {k for k in metrics if "rouge" in k}
+    assert rouge_keys == {f"{p}{t}" for p in ("", "hf_") for t in ROUGE_KEYS}
+    for name in rouge_keys | {"loss", "len_wasserstein"}:
+        assert float(np.float32(metrics[name])) == trained[f"test/{name}"], name
