@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from storygen.compare.__main__ import main as compare_main
 from storygen.compare.reproduction import load_published, study_markdown
 from storygen.compare.runs import ROUGE_KEYS, ComparedRun, read_local_runs
+from storygen.inspect import report
 from storygen.metrics.lengths import length_distance, word_counts
 from tests.conftest import ROOT, compose_config
 from tests.metrics.test_rouge import evaluate_rouge
@@ -55,6 +56,17 @@ def test_each_study_run_composes_the_studys_settings(run: str, tmp_path: Path) -
     assert cfg.trainer.max_epochs == 1 and cfg.trainer.accumulate_grad_batches == 4
     assert cfg.data.batch_size == 2
     assert cfg.model.optimizer.lr == 2e-4 and cfg.model.scheduler.num_warmup_steps == 5
+
+
+@pytest.mark.parametrize("run", STUDY_RUNS)
+def test_published_parameter_counts_are_what_inspect_counts_for_the_study_run(
+    run: str, tmp_path: Path
+) -> None:
+    """The data file's counts against storygen's own offline count of each study run's model."""
+    (row,) = [row for row in load_published().rows if row.run == run]
+    cfg = compose_config(["experiment=study", f"study_run={run}"], tmp_path, "inspect")
+    expected = f"trainable params: {row.trainable_params:,} || all params: {row.total_params:,}"
+    assert any(line.startswith(expected) for line in report(cfg).splitlines())
 
 
 def test_the_study_needs_a_sweep_or_a_run(tmp_path: Path) -> None:
