@@ -45,6 +45,7 @@ def test_each_study_run_composes_the_studys_settings(run: str, tmp_path: Path) -
         "WritingPromptsCorpus" if run.endswith("writingprompts") else "TinyStoriesCorpus"
     )
     assert cfg.data.max_train_samples == cfg.study.train_samples
+    assert cfg.data.corpus.source == "hub"  # study.writingprompts_source=files: the archive
     if run.startswith("gpt2"):
         assert backbone.name_or_path == "openai-community/gpt2" and "lora" not in backbone
         assert cfg.trainer.max_epochs == 3
