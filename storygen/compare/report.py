@@ -214,7 +214,8 @@ def render_markdown(
         + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         + ").",
         f"Sorted by `{metric}` ({mode}); pruned, then failed runs last. Story metrics come "
-        "from the test split where the run was tested, else from its last validation.",
+        "from the test split where the run was tested, else from its last validation; ROUGE "
+        "is storygen's convention (`rouge1`...: stemmed, rougeLsum over sentences).",
     ]
     if shared:
         lines.append("Overrides shared by all runs: " + " ".join(f"`{o}`" for o in sorted(shared)))
