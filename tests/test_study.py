@@ -16,14 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from storygen.compare.__main__ import main as compare_main
 from storygen.compare.reproduction import load_published, study_markdown
 from storygen.compare.runs import ROUGE_KEYS, ComparedRun, read_local_runs
+from storygen.errors import exit_on_user_error
 from storygen.inspect import report
 from storygen.metrics.lengths import length_distance, word_counts
-from tests.conftest import ROOT, compose_config
+from storygen.metrics.story import score_stories
+from storygen.train import train
+from tests.conftest import ROOT, TINY_RUN, compose_config
 from tests.metrics.test_rouge import evaluate_rouge
 from tests.test_compare import RUNS, write_sweep
 from tests.wandb_records import wandb_records
@@ -97,6 +101,34 @@ def test_compare_refuses_one_rouge_name_under_two_settings(tmp_path: Path, capsy
     config.write_text(config.read_text().replace("use_stemmer: false", "use_stemmer: true"))
     compare_main([str(sweep)])
     assert (sweep / "compare" / "report.md").is_file()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["rouge.storygen.lsum_split=lines"], "rouge.storygen.lsum_split='lines' is not known"),
+        (["rouge=with_hf", "rouge.hf.use_stemmer=true"], "rouge.hf: the `hf` convention is"),
+    ],
+)
+def test_a_bad_rouge_setting_stops_training_with_one_line(
+    overrides: list[str], message: str, tmp_path: Path, capsys
+) -> None:
+    cfg = compose_config([*TINY_RUN, "logger=none", *overrides], tmp_path)
+    with pytest.raises(SystemExit) as exit_info, exit_on_user_error():
+        train(cfg)
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), errors
+
+
+def test_a_convention_of_ones_own_logs_under_its_name(tmp_path: Path) -> None:
+    """The fix the error line names: other settings under another name, other keys."""
+    override = "+rouge.mine={use_stemmer:false,lsum_split:sentences}"
+    cfg = compose_config([*TINY_RUN, override], tmp_path)
+    callback = instantiate(cfg.callbacks.story_metrics)
+    assert [c.name for c in callback.rouge] == ["storygen", "mine"]
+    scores = score_stories(["The cats sat."], ["The cat sat."], [True], callback.rouge)
+    assert scores["rouge1"] == 1.0 and scores["mine_rouge1"] == pytest.approx(2 / 3)
 
 
 def test_study_table_never_fills_a_convention_with_another(tmp_path: Path) -> None:
