@@ -83,9 +83,9 @@ def rouge_scores(
     """Mean F-measure of each ROUGE type over (prediction, reference) pairs, keyed by the
     convention (`rouge1` or `hf_rouge1`, ...).
 
-    `evaluate`'s default (use_aggregator=True) reports the median of 1000 bootstrap resamples
-    of this mean: unseeded, it moves in the third decimal from call to call; the mean itself
-    is what it estimates, and is deterministic.
+    `evaluate`'s default (use_aggregator=True) reports the median of 1000 unseeded bootstrap
+    resamples of this mean: an estimate of it that changes from call to call; the mean itself
+    is deterministic.
     """
     if len(predictions) != len(references):
         raise ValueError(
