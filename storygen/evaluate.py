@@ -27,6 +27,7 @@ from storygen.callbacks.story_metrics import generate_and_score
 from storygen.config import CONF_DIR, setup_environment
 from storygen.errors import StorygenError, exit_on_user_error
 from storygen.metrics.plots import plot_lengths
+from storygen.metrics.rouge import as_conventions
 from storygen.models.module import count_target_tokens, model_inputs
 from storygen.runs import check_exists, load_for_generation, saved_run_config
 
@@ -90,6 +91,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, 
         max_length=datamodule.story_format.max_length,
         batch_size=cfg.batch_size,
         seed=cfg.seed,
+        rouge=as_conventions(cfg.get("rouge")),
     )
     metrics["loss"] = mean_loss(backbone, loader)
 

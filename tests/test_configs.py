@@ -15,15 +15,18 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR, compose_config
 
-GROUPS = ["model", "data", "trainer", "logger", "callbacks", "experiment"]
+GROUPS = ["model", "data", "trainer", "logger", "callbacks", "experiment", "rouge"]
 OPTIONS = [
     (group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))
 ]
+# options that are sweeps: one of their runs composes (the sweep itself: tests/test_study.py)
+ONE_RUN_OF = {"experiment=study": ["study_run=gpt2_writingprompts"]}
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
-    cfg = compose_config([f"{group}={option}"], tmp_path)
+    choice = f"{group}={option}"
+    cfg = compose_config([choice, *ONE_RUN_OF.get(choice, [])], tmp_path)
     assert cfg.hydra.runtime.choices[group] == option
     resolved = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     for target in targets(resolved):  # and every class or builder it names exists

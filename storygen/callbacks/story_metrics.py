@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
@@ -19,6 +21,7 @@ from storygen.generation import (
     with_story_cap,
 )
 from storygen.metrics.lengths import word_counts
+from storygen.metrics.rouge import STORYGEN, RougeConvention, as_conventions
 from storygen.metrics.story import score_stories
 
 log = logging.getLogger(__name__)
@@ -32,11 +35,12 @@ def generate_and_score(
     max_length: int,
     batch_size: int,
     seed: int,
+    rouge: tuple[RougeConvention, ...] = (STORYGEN,),
 ) -> tuple[list[GeneratedStory], dict[str, float]]:
     """Stories for a prompt set and their metrics (names without a stage prefix).
 
     The one path the test stage and `storygen.evaluate` share: the same checkpoint, prompts,
-    settings, batch size and seed give the same numbers in both.
+    settings, batch size, seed and ROUGE conventions give the same numbers in both.
     """
     inputs = [prompt.model_input for prompt in prompts]
     references = [prompt.reference for prompt in prompts]
@@ -45,7 +49,10 @@ def generate_and_score(
     )
     stories = generate_stories(backbone, tokenizer, inputs, settings, batch_size, seed)
     metrics = score_stories(
-        [story.text for story in stories], references, [s.ended_with_eos for s in stories]
+        [story.text for story in stories],
+        references,
+        [s.ended_with_eos for s in stories],
+        rouge,
     )
     metrics["gen_tokens"] = sum(s.new_tokens for s in stories) / len(stories)
     metrics["gen_truncated"] = sum(s.truncated for s in stories) / len(stories)
@@ -54,9 +61,10 @@ def generate_and_score(
 
 
 class StoryMetricsCallback(Callback):
-    """Logs `val/rouge1`... (and `test/...`), lengths, diversity, the EOS rate, the share of
-    stories cut by the cap (`val/gen_truncated`), and a W&B table of generations per
-    validation with a histogram of their lengths.
+    """Logs `val/rouge1`... (`val/hf_rouge1`... for each further ROUGE convention; `test/...`
+    alike), lengths, diversity, the EOS rate, the share of stories cut by the cap
+    (`val/gen_truncated`), and a W&B table of generations per validation with a histogram of
+    their lengths.
 
     The prompts are the first `num_prompts` stories of the split and sampling is seeded, so
     the same prompts are continued the same way at every validation and in every run.
@@ -70,8 +78,10 @@ class StoryMetricsCallback(Callback):
         batch_size: int = 8,
         seed: int = 0,
         generations_dir: str | None = None,
+        rouge: Mapping[str, Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.generation = generation
+        self.rouge = as_conventions(rouge)
         self.num_prompts = {
             "val": num_prompts,
             "test": num_prompts if num_test_prompts is None else num_test_prompts,
@@ -104,6 +114,7 @@ class StoryMetricsCallback(Callback):
                 max_length=datamodule.story_format.max_length,
                 batch_size=self.batch_size,
                 seed=self.seed,
+                rouge=self.rouge,
             )
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
         pl_module.log_dict(metrics, sync_dist=True)

@@ -4,7 +4,9 @@ Reads what each run left behind (`.hydra/`, `csv/metrics.csv`, `run.json`,
 `generations/{test,val}.jsonl`), or the same records from W&B (`--wandb ENTITY/PROJECT
 --group G`), and writes `report.md` (a table of runs, loss curves, ROUGE bars and story
 length histograms as PNGs, the first prompts' stories side by side, and for an Optuna search
-its study's trials and plots) into `<sweep>/compare/` or `--out`. Nothing else is written.
+its study's trials and plots) into `<sweep>/compare/` or `--out`; with `--study` also
+`study.md`, the reproduced study's published table with the runs beside it. Nothing else is
+written.
 """
 
 import argparse
@@ -12,6 +14,7 @@ import logging
 from pathlib import Path
 
 from storygen.compare.report import write_report
+from storygen.compare.reproduction import write_study_report
 from storygen.compare.runs import (
     RUN_DIR_HELP,
     ComparedRun,
@@ -54,6 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--mode", choices=("min", "max"), help="default: max for ROUGE, distinct-n")
     parser.add_argument("--html", action="store_true", help="also write report.html")
+    parser.add_argument(
+        "--study",
+        action="store_true",
+        help="also write study.md: the study's published table with these runs beside it",
+    )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     parser.add_argument("--group", help="with --wandb: the W&B group (the runs' task_name)")
     parser.add_argument(
@@ -88,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         records, source, out = load_runs(args)
         study = find_study(args.dirs, args.storage)
         written = write_report(records, source, out, args.metric, args.mode, args.html, study)
+        if args.study:
+            written.append(write_study_report(records, out))
         print(f"compared {len(records)} runs: " + ", ".join(str(path) for path in written))
 
 

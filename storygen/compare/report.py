@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from markdown_it import MarkdownIt  # noqa: E402
 
+from storygen.compare.conventions import check_one_convention_per_column  # noqa: E402
 from storygen.compare.runs import LOSS_CURVES, ROUGE_KEYS, ComparedRun  # noqa: E402
 from storygen.compare.stories import stories_section  # noqa: E402
 from storygen.compare.study import StudyRef, study_section  # noqa: E402
@@ -213,7 +214,8 @@ def render_markdown(
         + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         + ").",
         f"Sorted by `{metric}` ({mode}); pruned, then failed runs last. Story metrics come "
-        "from the test split where the run was tested, else from its last validation.",
+        "from the test split where the run was tested, else from its last validation; ROUGE "
+        "is storygen's convention (`rouge1`...: stemmed, rougeLsum over sentences).",
     ]
     if shared:
         lines.append("Overrides shared by all runs: " + " ".join(f"`{o}`" for o in sorted(shared)))
@@ -251,6 +253,7 @@ def write_report(
         raise StorygenError(
             f"--metric {metric}: no run logged it; logged metrics: {', '.join(logged)}."
         )
+    check_one_convention_per_column(records)
     metric = metric or monitored_metric(records)
     mode = mode or default_mode(metric)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from storygen.compare.conventions import conventions_of
 from storygen.errors import StorygenError
 
 LOSS_CURVES = ("train/loss", "val/loss")
@@ -43,6 +44,7 @@ class ComparedRun:
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     """(step, value) points of `train/loss` and `val/loss`."""
     trainable_params: int | None = None
+    total_params: int | None = None
     wall_time_s: float | None = None
     tokens_per_s: float | None = None
     peak_memory_bytes: int | None = None
@@ -50,6 +52,10 @@ class ComparedRun:
     generations: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
+    rouge: dict[str, dict[str, object]] = field(default_factory=dict)
+    """The ROUGE conventions its ROUGE keys were made under: name -> settings."""
+    config: Any = None
+    """The run's composed config (a DictConfig; from W&B, resolved already)."""
 
     @property
     def story_split(self) -> str | None:
@@ -154,6 +160,7 @@ def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
         metrics=last_logged_values(rows) | (summary.get("metrics") or {}),
         curves={key: curve_from_rows(rows, key) for key in LOSS_CURVES},
         trainable_params=(summary.get("parameters") or {}).get("trainable"),
+        total_params=(summary.get("parameters") or {}).get("total"),
         wall_time_s=summary.get("wall_time_s"),
         tokens_per_s=summary.get("tokens_per_s"),
         peak_memory_bytes=summary.get("peak_memory_bytes"),
@@ -161,6 +168,8 @@ def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
         generations=generations,
         references=references,
         prompts=prompts,
+        rouge=conventions_of(config),
+        config=config or None,
     )
 
 
@@ -220,6 +229,7 @@ def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
         metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
         curves={key: wandb_curve(run, key) for key in LOSS_CURVES},
         trainable_params=parameters.get("trainable"),
+        total_params=parameters.get("total"),
         wall_time_s=summary.get("wall_time_s", summary.get("_runtime")),
         tokens_per_s=summary.get("tokens_per_s"),
         peak_memory_bytes=summary.get("peak_memory_bytes"),
@@ -227,6 +237,8 @@ def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
         generations=generations,
         references=references,
         prompts=prompts,
+        rouge=conventions_of(run.config),
+        config=OmegaConf.create(dict(run.config)),
     )
 
 

@@ -6,15 +6,19 @@ from statistics import fmean
 
 from storygen.metrics.diversity import distinct_n, repetition_rate
 from storygen.metrics.lengths import length_distance, length_summary, word_counts
-from storygen.metrics.rouge import rouge_scores
+from storygen.metrics.rouge import STORYGEN, RougeConvention, rouge_under
 
 
 def score_stories(
-    generations: list[str], references: list[str], ended_with_eos: list[bool]
+    generations: list[str],
+    references: list[str],
+    ended_with_eos: list[bool],
+    rouge: tuple[RougeConvention, ...] = (STORYGEN,),
 ) -> dict[str, float]:
-    """ROUGE, lengths (generated and reference), their distance, diversity and EOS rate."""
+    """ROUGE under each convention, lengths (generated and reference), their distance,
+    diversity and EOS rate."""
     generated_words, reference_words = word_counts(generations), word_counts(references)
-    metrics = rouge_scores(generations, references)
+    metrics = rouge_under(rouge, generations, references)
     metrics |= {f"len_{k}": v for k, v in length_summary(generated_words).items()}
     metrics |= {f"ref_len_{k}": v for k, v in length_summary(reference_words).items()}
     metrics |= {f"len_{k}": v for k, v in length_distance(generated_words, reference_words).items()}
