@@ -71,6 +71,14 @@ def device_of(accelerator: str = "auto") -> str:
     return "mps" if accelerator == "mps" else "cpu"
 
 
+def enable_tf32() -> None:
+    """TF32 for the fp32 matmuls mixed precision leaves on a CUDA GPU. CUDA's switch only:
+    the precision-wide `torch.set_float32_matmul_precision` would change CPU matmuls too."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+
+
 def wandb_offline() -> bool:
     """Online only when asked (WANDB_MODE=online) or when a key is configured, and the W&B
     server answers; never prompt. Without a connection the run is logged offline, and says so,

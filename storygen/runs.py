@@ -19,7 +19,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from storygen.config import half_dtype
+from storygen.config import enable_tf32, half_dtype
 from storygen.errors import StorygenError
 from storygen.models.loader import load_adapter, prepare_tokenizer
 
@@ -82,7 +82,7 @@ def on_gpu_if_any(backbone: PreTrainedModel) -> PreTrainedModel:
     device bitsandbytes quantized them onto."""
     if not torch.cuda.is_available():
         return backbone
-    torch.backends.cuda.matmul.allow_tf32 = True  # TF32 where fp32 matmuls remain
+    enable_tf32()
     if not getattr(backbone, "is_loaded_in_4bit", False):
         return backbone.to("cuda")
     return backbone

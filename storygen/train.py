@@ -37,7 +37,13 @@ from storygen.checks import (
     check_trained,
     check_trains_some_steps,
 )
-from storygen.config import CONF_DIR, loggable_config, mask_secrets, setup_environment
+from storygen.config import (
+    CONF_DIR,
+    enable_tf32,
+    loggable_config,
+    mask_secrets,
+    setup_environment,
+)
 from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
@@ -92,9 +98,7 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_precision(trainer)
     if isinstance(trainer.accelerator, CUDAAccelerator):
-        # TF32 for the fp32 matmuls mixed precision leaves; CUDA's only (the precision-wide
-        # torch.set_float32_matmul_precision would change CPU matmuls too)
-        torch.backends.cuda.matmul.allow_tf32 = True
+        enable_tf32()
     check_streaming_across_devices(trainer, datamodule.streaming)
     if cfg.train:
         check_trains_some_steps(trainer)

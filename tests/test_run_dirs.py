@@ -88,7 +88,8 @@ def test_the_env_file_is_ignored_by_git_and_every_variable_is_documented():
         text = path.read_text()
         read |= set(re.findall(r'environ(?:\.get)?\(\s*"([A-Z_]+)"', text))
         read |= set(re.findall(r"oc\.env:([A-Z_]+)", text))
-    read -= {"LOCAL_RANK", "LD_PRELOAD"}  # set by launchers and the loader, not by users
+    # set by launchers (DDP, SLURM, submitit) and the dynamic loader, not by users
+    read -= {"LOCAL_RANK", "LD_PRELOAD", "SLURM_RESTART_COUNT", "SUBMITIT_EXECUTOR"}
     assert read <= documented, read - documented
 
 
