@@ -207,7 +207,9 @@ def test_a_compiled_backbone_gives_the_eager_loss_and_gradients(tmp_path):
         torch.testing.assert_close(compiled_grad, grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def fit_three_steps(tmp_path: Path, fused: bool, precision_plugin) -> dict[str, torch.Tensor]:
+def fit_three_steps(
+    tmp_path: Path, fused: bool, precision_plugin, clip: float | None = 0.1
+) -> dict[str, torch.Tensor]:
     overrides = ["data.max_train_samples=12", "data.batch_size=4", f"model.optimizer.fused={fused}"]
     cfg = compose_config([*TINY_RUN, *overrides], tmp_path)
     tokenizer = instantiate(cfg.model.tokenizer)
@@ -216,7 +218,10 @@ def fit_three_steps(tmp_path: Path, fused: bool, precision_plugin) -> dict[str, 
     L.Trainer(
         accelerator="cpu",
         plugins=[precision_plugin],
-        gradient_clip_val=1e-3,  # small enough to clip every step
+        # the tiny model's gradient norms are 1.6-2.1 in these steps: this clips every step,
+        # while each element's gradient stays far above AdamW's eps (a 1e-3 clip put them near
+        # it, where fused and foreach AdamW round one element in millions 1% apart)
+        gradient_clip_val=clip,
         max_steps=3,
         limit_val_batches=0,
         logger=False,
@@ -239,6 +244,9 @@ def test_fused_adamw_clips_gradients_like_the_default_adamw(precision, tmp_path)
     default = fit_three_steps(tmp_path / "default", False, plugin())
     for name, weight in default.items():
         torch.testing.assert_close(fused[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    # and clipping changed the run (by ~5e-4, far beyond the tolerance above)
+    unclipped = fit_three_steps(tmp_path / "unclipped", False, plugin(), clip=None)
+    assert max((unclipped[n] - w).abs().max().item() for n, w in default.items()) > 1e-4
 
 
 @pytest.mark.parametrize("overrides", [TINY_RUN, TINY_MISTRAL], ids=["gpt2", "mistral-qlora"])
