@@ -170,6 +170,10 @@ CASES = {
     "stream_mid_epoch": Case(STREAM, at_batch=8, stopped_at=9),
     # stopped in the stream's last batch: the next epoch must start a new pass, not end at once
     "stream_last_batch": Case(STREAM, at_batch=5, stopped_at=6),
+    # the same with no epoch limit: the resumed run spun through empty epochs (a hang)
+    "stream_last_batch_no_epoch_limit": Case(
+        (*STREAM, "trainer.max_epochs=-1"), at_batch=5, stopped_at=6
+    ),
 }
 
 
