@@ -151,6 +151,7 @@ CASES = {
     "epoch_boundary": Case(first_epochs=1, stopped_at=6),
     # stopped in the epoch's last batch: the resumed run starts the next epoch afresh
     "last_batch": Case(at_batch=5, stopped_at=6),
+    "last_batch_max_steps": Case(("trainer.max_steps=12",), at_batch=5, stopped_at=6),
     # batch 4 is the first micro-batch of step 2: both signals wait for step 2 to finish
     "accumulate_sigterm": Case(ACCUMULATE, at_batch=4, stopped_at=3),
     "accumulate_ctrl_c": Case(ACCUMULATE, at_batch=4, signum=signal.SIGINT, stopped_at=3),

@@ -158,10 +158,11 @@ class TrainLoaderResume(Callback):
 
     A checkpoint saved once an epoch's batches have ended (a stop requested in its last
     batch saves at the epoch's end) is restored by Lightning as a restart within the ended
-    epoch when `trainer.max_steps` is set: the next epoch would end at once (with a stream,
-    after no batch), or an epoch would be skipped. Such a resume starts the next epoch as the
-    uninterrupted run does: the loops not restarting, the ended epoch counted as completed,
-    the loader iterated from the start of its next epoch.
+    epoch when `trainer.max_steps` is set: the next epoch ended at once, untrained (a stream
+    or a sized loader alike; with no epoch limit the epochs after it then trained, logged a
+    step late). Such a resume starts the next epoch as the uninterrupted run does: the loops
+    not restarting, the ended epoch counted as completed, the loader iterated from the start
+    of its next epoch.
     """
 
     def __init__(self) -> None:
@@ -183,8 +184,8 @@ class TrainLoaderResume(Callback):
             return
         progress = trainer.fit_loop.epoch_progress.current
         set_loader_epoch(trainer, progress.processed)
-        loaders = [loader for loader in train_loaders(trainer) if hasattr(loader, "state_dict")]
         if progress.started > progress.processed:  # resumed within an epoch
+            loaders = [loader for loader in train_loaders(trainer) if hasattr(loader, "state_dict")]
             for loader, position in zip(loaders, self.saved_positions):
                 loader.load_state_dict(position)
         elif self.saved_after_epoch_end:
