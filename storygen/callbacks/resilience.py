@@ -19,7 +19,9 @@ from datasets import IterableDataset
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from storygen.errors import StorygenError
 
@@ -153,14 +155,29 @@ class TrainLoaderResume(Callback):
     loader is given the epoch to train, its saved position when that epoch is under way
     (none when the checkpoint was taken at the end of an epoch: the next epoch starts
     afresh), and is iterated anew.
+
+    A checkpoint saved once an epoch's batches have ended (a stop requested in its last
+    batch saves at the epoch's end) is restored by Lightning as a restart within the ended
+    epoch when `trainer.max_steps` is set: the next epoch ended at once, untrained (a stream
+    or a sized loader alike; with no epoch limit the epochs after it then trained, logged a
+    step late). Such a resume starts the next epoch as the uninterrupted run does: the loops
+    not restarting, the ended epoch counted as completed, the loader iterated from the start
+    of its next epoch.
     """
 
     def __init__(self) -> None:
         self.saved_positions: list[dict] | None = None
+        self.saved_after_epoch_end = False
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict):
-        fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
-        self.saved_positions = fit_state.get("combined_loader", [])
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        self.saved_positions = fit_loop.get("state_dict", {}).get("combined_loader", [])
+        epochs = fit_loop.get("epoch_progress", {}).get("current", {})
+        batches = fit_loop.get("epoch_loop.batch_progress", {})
+        self.saved_after_epoch_end = bool(
+            batches.get("is_last_batch")
+            and epochs.get("ready") == epochs.get("started") == epochs.get("processed")
+        )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.saved_positions is None:
@@ -171,11 +188,28 @@ class TrainLoaderResume(Callback):
             loaders = [loader for loader in train_loaders(trainer) if hasattr(loader, "state_dict")]
             for loader, position in zip(loaders, self.saved_positions):
                 loader.load_state_dict(position)
+        elif self.saved_after_epoch_end:
+            start_next_epoch(trainer)
         self.saved_positions = None
         iter(trainer.fit_loop._data_fetcher)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         set_loader_epoch(trainer, trainer.fit_loop.epoch_progress.current.processed)
+
+
+def start_next_epoch(trainer: Trainer) -> None:
+    """Leave a resumed fit whose saved epoch had ended in the state an uninterrupted run is
+    in before its next epoch (what Lightning does itself when `max_steps` is not set)."""
+    fit_loop = trainer.fit_loop
+    _Loop.restarting.fset(fit_loop, False)  # and every inner loop
+    for loop in (fit_loop, fit_loop.epoch_loop, fit_loop.epoch_loop.val_loop):
+        loop.reset_restart_stage()
+    epochs = fit_loop.epoch_progress
+    if epochs.current.completed < epochs.current.processed:  # saved in on_train_epoch_end
+        epochs.increment_completed()
+    for loader in train_loaders(trainer):  # Lightning may have given it the ended position
+        if isinstance(loader, StatefulDataLoader):
+            loader.next_iter_state = None
 
 
 def train_loaders(trainer: Trainer) -> list:

@@ -156,6 +156,7 @@ def build_backbone(
             use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs=checkpointing,
         )
+        keep_one_4bit_layout_on_cpu(model)
     elif gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
     if gradient_checkpointing:
@@ -167,6 +168,22 @@ def build_backbone(
     # from_pretrained hands back eval mode, and Lightning keeps each module's mode through
     # fit: without this, GPT-2's dropout would stay off for the whole fine-tune.
     return model.train()
+
+
+def keep_one_4bit_layout_on_cpu(model: PreTrainedModel) -> None:
+    """Train and evaluate on the 4-bit weights as they were loaded, whatever ran before.
+
+    On a CPU with AVX512-BF16, bitsandbytes repacks a layer's 4-bit weights for its
+    inference kernels at the first no-grad forward in eval mode (validation, generation)
+    and unpacks them at each `state_dict` (every checkpoint save), and the round trip is not
+    exact (the quantization constants change): after its first validation a run trained on
+    another base than the one it was built with and a resume rebuilds (a LoRA run resumed
+    mid-epoch ended 2e-5 from the uninterrupted one). This keeps the loaded layout and
+    kernels throughout (giving up bitsandbytes' packed CPU inference kernels).
+    """
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
 
 
 def check_lora_targets(model: PreTrainedModel, lora: LoraConfig) -> None:

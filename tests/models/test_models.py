@@ -68,6 +68,25 @@ def test_tiny_mistral_is_really_4bit_and_lora_training_lowers_the_loss(tmp_path)
     assert losses[-1] < losses[0] - 1.0
 
 
+def test_validation_and_checkpoints_leave_the_4bit_base_as_it_was_loaded(tmp_path):
+    """On a CPU with AVX512-BF16 (as here), bitsandbytes repacked the 4-bit weights for its
+    inference kernels at a no-grad eval forward and unpacked them, not exactly, at each
+    `state_dict`: after its first validation a run trained on another base than the one a
+    resume rebuilds. (On other CPUs bitsandbytes never repacks, and this passes regardless.)"""
+    backbone = instantiate(compose_config(TINY_MISTRAL, tmp_path).model.backbone)
+    ids = torch.arange(1, 33).unsqueeze(0)
+    loaded = {key: value.clone() for key, value in backbone.state_dict().items()}
+    loss = backbone(input_ids=ids, labels=ids).loss.item()
+    backbone.eval()
+    with torch.no_grad():  # as validation and generation run
+        backbone(input_ids=ids)
+    backbone.train()
+    assert backbone(input_ids=ids, labels=ids).loss.item() == loss
+    saved = backbone.state_dict()  # as a checkpoint save does
+    assert [key for key in loaded if not torch.equal(loaded[key], saved[key])] == []
+    assert backbone(input_ids=ids, labels=ids).loss.item() == loss
+
+
 def test_lora_checkpoint_holds_only_adapters_and_reloads_identically(tmp_path):
     cfg = compose_config(TINY_MISTRAL, tmp_path)
     train(cfg)
