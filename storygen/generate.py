@@ -9,7 +9,6 @@ if __name__ == "__main__":  # tcmalloc for CPU runs; LD_PRELOAD acts only at pro
 
     preload_fast_allocator()
 
-from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -58,7 +57,7 @@ def stream_stories(backbone, tokenizer, prompts: list[str], template: str, setti
         encoded = encode_prompts(tokenizer, [template.format(prompt=prompt)]).to(device)
         backbone.generate(
             **encoded,
-            **asdict(settings),
+            **settings.generate_kwargs(),
             streamer=streamer,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,

@@ -26,6 +26,15 @@ class GenerationSettings:
     top_k: int = 50
     repetition_penalty: float = 1.0
 
+    def generate_kwargs(self) -> dict:
+        """`model.generate`'s options: greedy decoding gets no sampling knobs, which
+        transformers would otherwise warn about in the middle of the printed stories."""
+        options = asdict(self)
+        if not self.do_sample:
+            for knob in ("temperature", "top_p", "top_k"):
+                options.pop(knob)
+        return options
+
 
 @dataclass(frozen=True)
 class GeneratedStory:
@@ -123,7 +132,7 @@ def generate_stories(
             encoded = encode_prompts(tokenizer, prompts[start : start + batch_size]).to(device)
             output = model.generate(
                 **encoded,
-                **asdict(settings),
+                **settings.generate_kwargs(),
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=eos,
             )
