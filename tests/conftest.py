@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +110,17 @@ def trained_run_copy(trained_run: TrainedRun, tmp_path: Path) -> TrainedRun:
     output_dir = tmp_path / "trained-run"
     shutil.copytree(trained_run.output_dir, output_dir, symlinks=True)
     return TrainedRun(output_dir, trained_run.config, trained_run.metrics)
+
+
+def run_module(
+    module: str, *args: str, cwd: Path, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` as a user runs it, from `cwd`, with this checkout's storygen."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-from tests.conftest import ROOT, TINY_RUN, compose_config
+from tests.conftest import TINY_RUN, compose_config, run_module
 
 # The tiny run with the default story cap (sized by the references), so the test stage's
 # numbers include the cap that evaluate must derive the same way.
@@ -23,17 +20,6 @@ RUN = [
     "callbacks.story_metrics.batch_size=4",  # two batches: one seeding across them
     "logger=csv",
 ]
-
-
-def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ against the runs' own files.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from storygen.inspect import report
 from storygen.metrics.lengths import length_distance, word_counts
 from storygen.metrics.story import score_stories
 from storygen.train import train
-from tests.conftest import ROOT, TINY_RUN, compose_config
+from tests.conftest import TINY_RUN, compose_config, run_module
 from tests.metrics.test_rouge import evaluate_rouge
 from tests.test_compare import RUNS, write_sweep
 from tests.wandb_records import wandb_records
@@ -164,14 +162,7 @@ def test_study_table_never_fills_a_convention_with_another(tmp_path: Path) -> No
 
 
 def run_command(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = run_module(module, *args, cwd=cwd, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_RUN
+from tests.conftest import ROOT, TINY_RUN, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +28,7 @@ SWEEP_RUN = [
 
 def storygen_train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """`python -m storygen.train ...` with the sweep's tiny settings; it must succeed."""
-    result = subprocess.run(
-        [sys.executable, "-m", "storygen.train", *args, f"paths.root_dir={cwd}"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = run_module("storygen.train", *args, f"paths.root_dir={cwd}", cwd=cwd, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
