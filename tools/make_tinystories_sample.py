@@ -1,8 +1,8 @@
 """Generate the bundled TinyStories-style sample corpus.
 
 Writes ``TinyStoriesV2-sample-train.txt`` (360 stories) and
-``TinyStoriesV2-sample-valid.txt`` (60 stories) into ``tinystories/`` next to
-this script (or ``--out-dir``). The files use the TinyStories V2 ``.txt``
+``TinyStoriesV2-sample-valid.txt`` (60 stories) into ``storygen/samples/tinystories/``, the
+bundled data the package ships (or into ``--out-dir``). The files use the TinyStories V2 ``.txt``
 layout: each story is plain text followed by a line holding exactly
 ``<|endoftext|>``.
 
@@ -13,7 +13,7 @@ so rerunning the script reproduces byte-identical files.
 
 Usage::
 
-    python -m storygen.samples.make_tinystories_sample [--out-dir DIR]
+    python tools/make_tinystories_sample.py [--out-dir DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ N_TRAIN = 360
 N_VALID = 60
 MIN_WORDS, MAX_WORDS = 60, 160
 SEPARATOR = "<|endoftext|>"
-DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "tinystories"
+DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "storygen" / "samples" / "tinystories"
 
 GIRLS = ["Lily", "Mia", "Sara", "Emma", "Zoe", "Anna", "Lucy", "Ruby", "Ella", "Nora", "Maya"]
 BOYS = ["Tom", "Ben", "Max", "Sam", "Leo", "Jack", "Tim", "Finn", "Noah", "Eli", "Omar"]

@@ -1,12 +1,13 @@
 """Generate the bundled WritingPrompts-style sample corpus.
 
 Writes ``train.wp_source``/``train.wp_target`` (120 pairs), ``valid.*`` (20 pairs) and
-``test.*`` (20 pairs) into ``writingprompts/`` next to this script (or ``--out-dir``). The
-files use the raw WritingPrompts archive layout (Fan et al., 2018, as shipped with fairseq):
-one example per line, line N of ``X.wp_source`` (the prompt) pairs with line N of
-``X.wp_target`` (the story); text is PTB-tokenized (``do n't``, ``it 's``, spaced
-punctuation, double quotes as two backticks and two apostrophes); line breaks are the token
-``<newline>``; and every prompt opens with a tag such as ``[ WP ]``.
+``test.*`` (20 pairs) into ``storygen/samples/writingprompts/``, the bundled data the
+package ships (or into ``--out-dir``). The files use the raw WritingPrompts archive layout
+(Fan et al., 2018, as shipped with fairseq): one example per line, line N of ``X.wp_source``
+(the prompt) pairs with line N of ``X.wp_target`` (the story); text is PTB-tokenized
+(``do n't``, ``it 's``, spaced punctuation, double quotes as two backticks and two
+apostrophes); line breaks are the token ``<newline>``; and every prompt opens with a tag
+such as ``[ WP ]``.
 
 The prompts and stories are written from scratch by a few genre skeletons (science fiction,
 fantasy, horror, humor, everyday life) filled from word pools; no text comes from the real
@@ -16,7 +17,7 @@ byte-identical files.
 
 Usage::
 
-    python -m storygen.samples.make_writingprompts_sample [--out-dir DIR]
+    python tools/make_writingprompts_sample.py [--out-dir DIR]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ SEED = 20180513
 SPLITS = {"train": 120, "valid": 20, "test": 20}
 MIN_WORDS, MAX_WORDS = 120, 400
 MIN_PARAGRAPHS, MAX_PARAGRAPHS = 3, 8
-DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "writingprompts"
+DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "storygen" / "samples" / "writingprompts"
 # Mostly `[ WP ]`, as in the archive; the rest are its rarer tags and casings.
 TAGS = ["WP"] * 14 + ["EU", "CW", "IP", "OT", "TT", "HP", "FF", "RF", "Punch", "WP/MP"]
 TAGS += ["wp", "Wp"]
