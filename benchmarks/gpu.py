@@ -48,7 +48,7 @@ from lightning.pytorch import Callback  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from storygen.config import setup_environment  # noqa: E402
+from storygen.environment.resolvers import setup_environment  # noqa: E402
 from storygen.models.accounting import count_parameters  # noqa: E402
 from storygen.train import instantiate_group  # noqa: E402
 

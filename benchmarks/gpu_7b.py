@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu import ROOT, compose_run, matmul_peak_tflops, train_run  # noqa: E402
 from mistral_init import save_mistral_init  # noqa: E402
 
-from storygen.config import setup_environment  # noqa: E402
+from storygen.environment.resolvers import setup_environment  # noqa: E402
 from storygen.inspect import memory_estimate  # noqa: E402
 from storygen.models.accounting import count_parameters  # noqa: E402
 from storygen.models.loader import build_skeleton  # noqa: E402

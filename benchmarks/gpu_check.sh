@@ -103,7 +103,7 @@ def installed(name):
 info["packages"] = {name: installed(name) for name in (
     "datasets", "pyarrow", "huggingface-hub", "protobuf", "wandb", "pydantic", "numpy",
     "hydra-core", "torchmetrics", "accelerate", "sentencepiece", "tokenizers")}
-from storygen.config import default_precision, device_of, gpu_precision, half_dtype
+from storygen.environment.devices import default_precision, device_of, gpu_precision, half_dtype
 info["resolvers"] = {"default_precision": default_precision(), "gpu_precision": gpu_precision(),
                      "half_dtype": half_dtype(), "device_of(auto)": device_of("auto")}
 dev = "cuda" if torch.cuda.is_available() else "cpu"

@@ -81,7 +81,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from hydra.utils import instantiate
 
-    from storygen.config import setup_environment
+    from storygen.environment.resolvers import setup_environment
     from storygen.models.loader import build_skeleton, save_random_init
     from storygen.models.module import parameter_groups
 

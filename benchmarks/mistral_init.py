@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from transformers import AutoModelForCausalLM
 
-from storygen.config import setup_environment
+from storygen.environment.resolvers import setup_environment
 from storygen.models.loader import build_offline_mistral_tokenizer
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"

@@ -21,8 +21,8 @@ validation, checkpoints or W&B), on the same first batches of its train loader:
 
 The two alternate `--repeats` times (medians printed), and tokens/s and GFLOP/s are set
 against the fp32 matmul peak measured in the same run (before and after). This process runs
-under tcmalloc, as storygen's entry points do (storygen/allocator.py); `STORYGEN_ALLOCATOR=
-system` profiles glibc's malloc instead.
+under tcmalloc, as storygen's entry points do (storygen/environment/allocator.py);
+`STORYGEN_ALLOCATOR=system` profiles glibc's malloc instead.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pathlib import Path
 
 if __name__ == "__main__":  # as storygen's entry points: tcmalloc, before torch is imported
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from storygen.allocator import preload_fast_allocator
+    from storygen.environment.allocator import preload_fast_allocator
 
     preload_fast_allocator()
 
@@ -57,7 +57,7 @@ from benchmarks.train_throughput import (
     run_storygen,
     training_flops_per_token,
 )
-from storygen.config import setup_environment
+from storygen.environment.resolvers import setup_environment
 from storygen.models.fused_loss import split_backbone
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"

@@ -20,7 +20,7 @@ order) with the same AdamW partial, linear warm-up schedule and gradient clippin
   every 10 steps, no saving, no reporting.
 - hand loop, glibc malloc: the hand loop in a child process without tcmalloc, i.e. a plain
   PyTorch loop as users run it. This process itself runs under tcmalloc, as storygen's
-  entry points do (storygen/allocator.py), so the first three sides share an allocator.
+  entry points do (storygen/environment/allocator.py), so the first three sides share an allocator.
   Target: storygen / this side >= 1.2 (`--quickstart`: the quickstart's model and batches,
   GPT-2 2 x 128, 4 heads, batch 16 x 256, grouped by length).
 
@@ -56,7 +56,7 @@ from pathlib import Path
 
 if __name__ == "__main__":  # as storygen's entry points: tcmalloc, before torch is imported
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from storygen.allocator import preload_fast_allocator
+    from storygen.environment.allocator import preload_fast_allocator
 
     preload_fast_allocator()
 
@@ -69,7 +69,7 @@ from lightning.pytorch import Callback
 from omegaconf import DictConfig, open_dict
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from storygen.config import setup_environment
+from storygen.environment.resolvers import setup_environment
 from storygen.models.module import parameter_groups
 from storygen.train import instantiate_group
 
@@ -221,7 +221,7 @@ def run_hf_trainer(cfg: DictConfig, datamodule, warmup: int, output_dir: str) ->
 
 def run_hand_loop_glibc(args: argparse.Namespace, warmup: int) -> Timed:
     """The hand loop in a child process on glibc's malloc (no LD_PRELOAD)."""
-    from storygen.allocator import ENV_VAR, PRELOADED_VAR
+    from storygen.environment.allocator import ENV_VAR, PRELOADED_VAR
 
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", PRELOADED_VAR)}
     env[ENV_VAR] = "system"

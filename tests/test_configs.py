@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF_DIR, compose_config
+from tests.conftest import CONF_DIR, ROOT, compose_config
 
 GROUPS = ["model", "data", "trainer", "logger", "callbacks", "experiment", "rouge"]
 OPTIONS = [
@@ -139,3 +142,26 @@ def test_wandb_goes_online_only_with_a_key_and_a_server(
     monkeypatch.delenv("WANDB_MODE")
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # and one that does not
     assert compose_config([], tmp_path).logger.wandb.offline is True
+
+
+def test_an_entry_points_main_works_when_called_from_python(tmp_path: Path) -> None:
+    """`storygen.train.main()` from a fresh interpreter resolves storygen's own resolvers
+    (precision, device, W&B mode): importing the entry module registers them."""
+    script = (
+        "import sys\n"
+        "from storygen.train import main\n"
+        "sys.argv = ['train', '--cfg', 'job', '--resolve', 'model=gpt2_tiny', 'logger=wandb']\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = OmegaConf.create(result.stdout)
+    assert printed.trainer.precision == ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    assert printed.logger.wandb.offline is True

@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from storygen.errors import StorygenError
+from storygen.run.errors import StorygenError
 from storygen.sweeps.search_space import parse_search_space
 from storygen.sweeps.study import check_search_space, open_storage, open_study
 from tests.conftest import ROOT, compose_config
@@ -253,7 +253,7 @@ def test_a_search_over_a_missing_key_stops_before_any_trial(tmp_path):
 
 
 def test_a_storage_url_from_the_environment_is_masked_in_logged_configs(tmp_path, monkeypatch):
-    from storygen.config import loggable_config
+    from storygen.environment.secrets import loggable_config
 
     url = "postgresql+psycopg://me:s3cret-pass@db.example:5432/optuna"
     monkeypatch.setenv("STORYGEN_OPTUNA_STORAGE", url)

@@ -1,0 +1,48 @@
+"""The config tree and what its files need at resolve time: `.env` in the environment and
+storygen's `${storygen.*:}` resolvers.
+
+Importing this module (every entry point does) reads `.env` and registers the resolvers, so an
+entry point's `main()` works however it is called: `python -m storygen.train`, or
+`storygen.train.main()` from Python.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dotenv import find_dotenv, load_dotenv
+from omegaconf import OmegaConf
+
+from storygen.environment.devices import (
+    default_precision,
+    device_of,
+    gpu_precision,
+    half_dtype,
+    on_gpu,
+)
+from storygen.environment.wandb_run import previous_wandb_id, run_group, run_name, wandb_offline
+
+# The config tree, by absolute path: entry points find it however they are started.
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+RESOLVERS = {
+    "storygen.default_precision": default_precision,
+    "storygen.gpu_precision": gpu_precision,
+    "storygen.half_dtype": half_dtype,
+    "storygen.on_gpu": on_gpu,
+    "storygen.device": device_of,
+    "storygen.wandb_offline": wandb_offline,
+    "storygen.run_name": run_name,
+    "storygen.run_group": run_group,
+    "storygen.previous_wandb_id": previous_wandb_id,
+}
+
+
+def setup_environment() -> None:
+    """Read `.env` (without overriding the shell) and register storygen's config resolvers."""
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    for name, resolver in RESOLVERS.items():
+        OmegaConf.register_new_resolver(name, resolver, replace=True)
+
+
+setup_environment()
