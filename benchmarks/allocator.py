@@ -11,7 +11,7 @@ timed step: median wall seconds, CPU seconds (user + system, all threads: less d
 other processes than wall time), kernel (system) seconds and minor page faults (each child's
 rusage); the last loss (identical: the same work); and the ratio glibc / tcmalloc of wall
 seconds per step. tcmalloc is what storygen's entry points preload
-(storygen/allocator.py).
+(storygen/environment/allocator.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from storygen.allocator import ENV_VAR, PRELOADED_VAR, find_tcmalloc  # noqa: E402
+from storygen.environment.allocator import ENV_VAR, PRELOADED_VAR, find_tcmalloc  # noqa: E402
 
 
 def child(args: argparse.Namespace) -> None:

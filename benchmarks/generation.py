@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, GPT2Config
 
 from storygen.data.sentences import split_opening
 from storygen.data.tinystories import SAMPLE_FILES, read_stories_txt
-from storygen.generation import GenerationSettings, generate_stories
+from storygen.models.generation import GenerationSettings, generate_stories
 from storygen.models.loader import build_offline_gpt2_tokenizer
 
 

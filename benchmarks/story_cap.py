@@ -5,7 +5,7 @@ data.max_length and the context).
     python benchmarks/story_cap.py [--old-cap 64] [--repeats 1]
 
 Composes `experiment=quickstart` from conf/, builds its data (bundled sample) and its model
-with random weights, and runs the callback's own `generate_and_score` on the validation
+with random weights, and runs the test stage's own `generate_and_score` on the validation
 prompts (`num_prompts`, run at each of the quickstart's validations) and the test prompts
 (`num_test_prompts`, once). A random model almost never stops by itself, so every batch runs
 to its cap: the figures are the upper bound of a trained quickstart's cost (a trained model
@@ -25,8 +25,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from storygen.callbacks.story_metrics import generate_and_score
-from storygen.config import CONF_DIR, setup_environment
+from storygen.environment.resolvers import CONF_DIR, setup_environment
+from storygen.metrics.scoring import generate_and_score
 
 
 def timed(run, repeats: int) -> tuple[float, dict]:

@@ -7,7 +7,7 @@ counts) into the evaluate run's output dir.
 from __future__ import annotations
 
 if __name__ == "__main__":  # tcmalloc for CPU runs; LD_PRELOAD acts only at process start
-    from storygen.allocator import preload_fast_allocator
+    from storygen.environment.allocator import preload_fast_allocator
 
     preload_fast_allocator()
 
@@ -23,13 +23,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
-from storygen.callbacks.story_metrics import generate_and_score
-from storygen.config import CONF_DIR, setup_environment
-from storygen.errors import StorygenError, exit_on_user_error
+from storygen.environment.resolvers import CONF_DIR
 from storygen.metrics.plots import plot_lengths
 from storygen.metrics.rouge import as_conventions
+from storygen.metrics.scoring import generate_and_score, story_records, write_generations
 from storygen.models.module import count_target_tokens, model_inputs
-from storygen.runs import check_exists, load_for_generation, saved_run_config
+from storygen.models.trained import check_exists, load_for_generation, saved_run_config
+from storygen.run.errors import StorygenError, exit_on_user_error
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, 
     metrics["loss"] = mean_loss(backbone, loader)
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    with (out_dir / "generations.jsonl").open("w", encoding="utf-8") as handle:
-        for prompt, story in zip(prompts, stories):
-            record = {
-                "prompt": prompt.prompt,
-                "reference": prompt.reference,
-                "generation": story.text,
-                "new_tokens": story.new_tokens,
-                "ended_with_eos": story.ended_with_eos,
-            }
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_generations(out_dir / "generations.jsonl", story_records(prompts, stories))
     plot_lengths([s.text for s in stories], [p.reference for p in prompts], out_dir / "lengths.png")
     return metrics
 
@@ -121,5 +112,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    setup_environment()
     main()

@@ -11,10 +11,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from storygen.config import CONF_DIR, setup_environment
-from storygen.errors import exit_on_user_error
+from storygen.environment.resolvers import CONF_DIR
 from storygen.models.export import export_backbone
-from storygen.runs import load_trained_model, run_dir_of
+from storygen.models.trained import load_trained_model, run_dir_of
+from storygen.run.errors import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
@@ -31,5 +31,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    setup_environment()
     main()

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 if __name__ == "__main__":  # tcmalloc for CPU runs; LD_PRELOAD acts only at process start
-    from storygen.allocator import preload_fast_allocator
+    from storygen.environment.allocator import preload_fast_allocator
 
     preload_fast_allocator()
 
@@ -17,10 +17,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import TextStreamer
 
-from storygen.config import CONF_DIR, setup_environment
-from storygen.errors import StorygenError, exit_on_user_error
-from storygen.generation import encode_prompts
-from storygen.runs import load_for_generation
+from storygen.environment.resolvers import CONF_DIR
+from storygen.models.generation import encode_prompts
+from storygen.models.trained import load_for_generation
+from storygen.run.errors import StorygenError, exit_on_user_error
 
 
 def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
@@ -80,5 +80,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    setup_environment()
     main()

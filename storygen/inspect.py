@@ -10,8 +10,8 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from storygen.config import CONF_DIR, device_of, setup_environment
-from storygen.errors import StorygenError, exit_on_user_error
+from storygen.environment.devices import device_of
+from storygen.environment.resolvers import CONF_DIR
 from storygen.models.accounting import (
     MemoryEstimate,
     ParameterCount,
@@ -20,6 +20,7 @@ from storygen.models.accounting import (
     estimate_training_memory,
 )
 from storygen.models.loader import build_skeleton
+from storygen.run.errors import StorygenError, exit_on_user_error
 
 
 def tokens_per_epoch(cfg: DictConfig) -> int:
@@ -128,5 +129,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    setup_environment()
     main()

@@ -7,7 +7,7 @@ Compose the config (conf/train.yaml), instantiate model -> data -> callbacks -> 
 from __future__ import annotations
 
 if __name__ == "__main__":  # tcmalloc for CPU runs; LD_PRELOAD acts only at process start
-    from storygen.allocator import preload_fast_allocator
+    from storygen.environment.allocator import preload_fast_allocator
 
     preload_fast_allocator()
 
@@ -26,7 +26,12 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from storygen.checks import (
+from storygen.environment.devices import enable_tf32
+from storygen.environment.resolvers import CONF_DIR
+from storygen.environment.secrets import loggable_config, mask_secrets
+from storygen.models.accounting import count_parameters
+from storygen.models.export import export_backbone
+from storygen.run.checks import (
     check_batch_sizes,
     check_checkpoint,
     check_context_length,
@@ -37,19 +42,10 @@ from storygen.checks import (
     check_trained,
     check_trains_some_steps,
 )
-from storygen.config import (
-    CONF_DIR,
-    enable_tf32,
-    loggable_config,
-    mask_secrets,
-    setup_environment,
-)
-from storygen.errors import exit_on_user_error
-from storygen.models.accounting import count_parameters
-from storygen.models.export import export_backbone
-from storygen.run_record import RECORD_FILE, RunPruned, RunRecord
-from storygen.run_summary import summarize_run, wandb_run_dir
-from storygen.slurm import JobRequeued, requeue_when_stopped, resume_path
+from storygen.run.errors import exit_on_user_error
+from storygen.run.record import RECORD_FILE, RunPruned, RunRecord
+from storygen.run.slurm import JobRequeued, requeue_when_stopped, resume_path
+from storygen.run.summary import summarize_run, wandb_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +113,7 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
         logger.log_hyperparams(loggable_config(cfg) | {"overrides": record.overrides})
     if cfg.train:
         started = time.perf_counter()
-        # a requeued SLURM job resumes from its own last.ckpt (storygen.slurm)
+        # a requeued SLURM job resumes from its own last.ckpt (storygen.run.slurm)
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(cfg.ckpt_path))
         record.fit_took(time.perf_counter() - started)
         check_trained(trainer)
@@ -213,5 +209,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    setup_environment()
     main()

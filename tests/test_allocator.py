@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storygen.allocator import ENV_VAR, PRELOADED_VAR, find_tcmalloc, gpu_present
+from storygen.environment.allocator import ENV_VAR, PRELOADED_VAR, find_tcmalloc, gpu_present
 
 ROOT = Path(__file__).resolve().parent.parent
 TCMALLOC = find_tcmalloc()
@@ -20,7 +20,7 @@ needs_tcmalloc = pytest.mark.skipif(
 # Counts its own starts in a file, asks for the allocator, then says what it runs on.
 PROBE = """
 import sys
-from storygen.allocator import preload_fast_allocator
+from storygen.environment.allocator import preload_fast_allocator
 with open(sys.argv[1], "a") as starts:
     starts.write("start\\n")
 preload_fast_allocator()

@@ -115,8 +115,8 @@ def test_the_loss_pass_builds_no_kv_cache(tmp_path):
 
 def test_generate_prints_the_models_new_text(trained_run, tmp_path):
     """Greedy, so the printed story must be exactly the model's own continuation."""
-    from storygen.generation import encode_prompts
-    from storygen.runs import load_for_generation
+    from storygen.models.generation import encode_prompts
+    from storygen.models.trained import load_for_generation
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Once upon a time, a cat sat.\n\nThe dog ran.\n", encoding="utf-8")
@@ -146,7 +146,7 @@ def test_generate_prints_the_models_new_text(trained_run, tmp_path):
 
 
 def test_export_command_writes_a_model_plain_transformers_loads(trained_run, tmp_path):
-    from storygen.runs import load_trained_model
+    from storygen.models.trained import load_trained_model
 
     ckpt = f"{trained_run}/checkpoints/last.ckpt"
     result = run_module(
@@ -184,9 +184,9 @@ def test_an_adapter_dir_without_its_base_is_refused(tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": None}))
-    from storygen.errors import StorygenError
     from storygen.models.loader import build_offline_gpt2_tokenizer
-    from storygen.runs import load_for_generation
+    from storygen.models.trained import load_for_generation
+    from storygen.run.errors import StorygenError
 
     build_offline_gpt2_tokenizer().save_pretrained(adapter)
     with pytest.raises(StorygenError, match="names no base model.*pass base_model="):

@@ -19,11 +19,12 @@ from omegaconf import OmegaConf
 
 from storygen.compare.__main__ import main as compare_main
 from storygen.compare.reproduction import load_published, study_markdown
-from storygen.compare.runs import ROUGE_KEYS, ComparedRun, read_local_runs
-from storygen.errors import exit_on_user_error
+from storygen.compare.sources import ComparedRun, read_local_runs
 from storygen.inspect import report
 from storygen.metrics.lengths import length_distance, word_counts
+from storygen.metrics.rouge import ROUGE_TYPES
 from storygen.metrics.story import score_stories
+from storygen.run.errors import exit_on_user_error
 from storygen.train import train
 from tests.conftest import TINY_RUN, compose_config, run_module
 from tests.metrics.test_rouge import evaluate_rouge
@@ -265,6 +266,6 @@ def test_evaluate_rescores_a_study_run_in_both_conventions_as_its_test_stage_did
     metrics = json.loads((out_dir / "metrics.json").read_text())
     trained = json.loads((run_dir / "run.json").read_text())["metrics"]
     rouge_keys = {k for k in metrics if "rouge" in k}
-    assert rouge_keys == {f"{p}{t}" for p in ("", "hf_") for t in ROUGE_KEYS}
+    assert rouge_keys == {f"{p}{t}" for p in ("", "hf_") for t in ROUGE_TYPES}
     for name in rouge_keys | {"loss", "len_wasserstein"}:
         assert float(np.float32(metrics[name])) == trained[f"test/{name}"], name

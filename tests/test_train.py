@@ -16,9 +16,9 @@ from hydra.utils import instantiate
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
-from storygen.errors import StorygenError
 from storygen.inspect import report
-from storygen.run_summary import train_loss_curve
+from storygen.run.errors import StorygenError
+from storygen.run.summary import train_loss_curve
 from storygen.train import train
 from tests.conftest import ROOT, TINY_RUN, TRAINED_RUN, TrainedRun, compose_config
 from tests.wandb_records import wandb_history

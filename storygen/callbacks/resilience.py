@@ -23,7 +23,7 @@ from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from storygen.errors import StorygenError
+from storygen.run.errors import StorygenError
 
 log = logging.getLogger(__name__)
 

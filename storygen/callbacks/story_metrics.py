@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,54 +9,13 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from storygen.data.datamodule import StoryPrompt
-from storygen.generation import (
-    GeneratedStory,
-    GenerationSettings,
-    generate_stories,
-    model_context,
-    with_story_cap,
-)
 from storygen.metrics.lengths import word_counts
-from storygen.metrics.rouge import STORYGEN, RougeConvention, as_conventions
-from storygen.metrics.story import score_stories
+from storygen.metrics.rouge import as_conventions
+from storygen.metrics.scoring import generate_and_score, story_records, write_generations
+from storygen.models.generation import GenerationSettings
 
 log = logging.getLogger(__name__)
-
-
-def generate_and_score(
-    backbone: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: list[StoryPrompt],
-    settings: GenerationSettings,
-    max_length: int,
-    batch_size: int,
-    seed: int,
-    rouge: tuple[RougeConvention, ...] = (STORYGEN,),
-) -> tuple[list[GeneratedStory], dict[str, float]]:
-    """Stories for a prompt set and their metrics (names without a stage prefix).
-
-    The one path the test stage and `storygen.evaluate` share: the same checkpoint, prompts,
-    settings, batch size, seed and ROUGE conventions give the same numbers in both.
-    """
-    inputs = [prompt.model_input for prompt in prompts]
-    references = [prompt.reference for prompt in prompts]
-    settings = with_story_cap(
-        settings, tokenizer, inputs, references, max_length, model_context(backbone)
-    )
-    stories = generate_stories(backbone, tokenizer, inputs, settings, batch_size, seed)
-    metrics = score_stories(
-        [story.text for story in stories],
-        references,
-        [s.ended_with_eos for s in stories],
-        rouge,
-    )
-    metrics["gen_tokens"] = sum(s.new_tokens for s in stories) / len(stories)
-    metrics["gen_truncated"] = sum(s.truncated for s in stories) / len(stories)
-    metrics["gen_cap"] = float(settings.max_new_tokens)
-    return stories, metrics
 
 
 class StoryMetricsCallback(Callback):
@@ -89,7 +47,7 @@ class StoryMetricsCallback(Callback):
         self.batch_size = batch_size
         self.seed = seed
         self.generations_dir = Path(generations_dir) if generations_dir else None
-        self.samples: list[dict[str, str]] = []
+        self.samples: list[dict[str, Any]] = []
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -118,38 +76,15 @@ class StoryMetricsCallback(Callback):
             )
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
         pl_module.log_dict(metrics, sync_dist=True)
-        self.samples = [
-            {"prompt": prompt.prompt, "reference": prompt.reference, "generation": story.text}
-            for prompt, story in zip(prompts, stories)
-        ]
-        self._log_table(trainer, stage, stories)
+        self.samples = story_records(prompts, stories)
+        self._log_table(trainer, stage)
         if self.generations_dir is not None and trainer.is_global_zero:
-            self._write_generations(stage, stories)
+            # the latest stories of the stage, for `storygen.compare` and for reading
+            write_generations(self.generations_dir / f"{stage}.jsonl", self.samples)
 
-    def _write_generations(self, stage: str, stories: list[GeneratedStory]) -> None:
-        """The latest stories of a stage as JSON lines, for `storygen.compare` and for reading."""
-        self.generations_dir.mkdir(parents=True, exist_ok=True)
-        lines = [
-            json.dumps(
-                sample | {"new_tokens": story.new_tokens, "ended_with_eos": story.ended_with_eos}
-            )
-            for sample, story in zip(self.samples, stories)
-        ]
-        (self.generations_dir / f"{stage}.jsonl").write_text("\n".join(lines) + "\n")
-
-    def _log_table(self, trainer: Trainer, stage: str, stories: list[GeneratedStory]) -> None:
+    def _log_table(self, trainer: Trainer, stage: str) -> None:
         columns = ["step", "prompt", "reference", "generation", "new_tokens", "ended_with_eos"]
-        rows = [
-            [
-                trainer.global_step,
-                s["prompt"],
-                s["reference"],
-                s["generation"],
-                g.new_tokens,
-                g.ended_with_eos,
-            ]
-            for s, g in zip(self.samples, stories)
-        ]
+        rows = [[trainer.global_step] + [s[key] for key in columns[1:]] for s in self.samples]
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 import wandb

@@ -5,7 +5,7 @@ the table and figures; `__main__` is the command line.
 """
 
 from storygen.compare.report import default_mode, sort_runs, write_report
-from storygen.compare.runs import ComparedRun, read_local_runs, record_from_wandb
+from storygen.compare.sources import ComparedRun, read_local_runs, record_from_wandb
 
 __all__ = [
     "ComparedRun",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from storygen.compare.report import write_report
 from storygen.compare.reproduction import write_study_report
-from storygen.compare.runs import (
+from storygen.compare.sources import (
     RUN_DIR_HELP,
     ComparedRun,
     find_run_dirs,
@@ -24,8 +24,8 @@ from storygen.compare.runs import (
     read_wandb_runs,
 )
 from storygen.compare.study import find_study
-from storygen.config import setup_environment
-from storygen.errors import StorygenError, exit_on_user_error
+from storygen.environment.resolvers import setup_environment
+from storygen.run.errors import StorygenError, exit_on_user_error
 
 # --- command line -------------------------------------------------------------------------
 

@@ -15,11 +15,12 @@ import numpy as np  # noqa: E402
 from markdown_it import MarkdownIt  # noqa: E402
 
 from storygen.compare.conventions import check_one_convention_per_column  # noqa: E402
-from storygen.compare.runs import LOSS_CURVES, ROUGE_KEYS, ComparedRun  # noqa: E402
+from storygen.compare.sources import LOSS_CURVES, ComparedRun  # noqa: E402
 from storygen.compare.stories import stories_section  # noqa: E402
 from storygen.compare.study import StudyRef, study_section  # noqa: E402
-from storygen.errors import StorygenError  # noqa: E402
 from storygen.metrics.plots import draw_lengths  # noqa: E402
+from storygen.metrics.rouge import ROUGE_TYPES  # noqa: E402
+from storygen.run.errors import StorygenError  # noqa: E402
 
 # --- ordering and table -------------------------------------------------------------------
 
@@ -153,8 +154,8 @@ def plot_rouge(runs: list[ComparedRun], path: Path) -> Path | None:
     if not scored:
         return None
     figure, axes = plt.subplots(figsize=(max(6.0, 1.2 * len(scored) + 2), 4.5))
-    positions, width = np.arange(len(scored)), 0.8 / len(ROUGE_KEYS)
-    for offset, key in enumerate(ROUGE_KEYS):
+    positions, width = np.arange(len(scored)), 0.8 / len(ROUGE_TYPES)
+    for offset, key in enumerate(ROUGE_TYPES):
         values = [run.story_metric(key) or 0.0 for run in scored]
         axes.bar(positions + (offset - 1.5) * width, values, width, label=key)
     axes.set_xticks(positions, [run.name for run in scored], rotation=30, ha="right")

@@ -19,11 +19,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from storygen.compare.runs import ROUGE_KEYS, ComparedRun  # noqa: E402
-from storygen.errors import StorygenError  # noqa: E402
+from storygen.compare.sources import ComparedRun  # noqa: E402
 from storygen.metrics.lengths import length_distance, word_counts  # noqa: E402
 from storygen.metrics.plots import draw_lengths  # noqa: E402
-from storygen.metrics.rouge import HF, STORYGEN, RougeConvention  # noqa: E402
+from storygen.metrics.rouge import HF, ROUGE_TYPES, STORYGEN, RougeConvention  # noqa: E402
+from storygen.run.errors import StorygenError  # noqa: E402
 
 PUBLISHED_FILE = Path(__file__).with_name("study_published.yaml")
 FAMILIES = {"GPT2Config": "gpt2", "MistralConfig": "mistral"}
@@ -116,7 +116,7 @@ def rouge_of(run: ComparedRun, convention: RougeConvention) -> dict[str, float |
             f"run {run.name} logged ROUGE convention {convention.name!r} as {settings}, not "
             f"{convention.settings()}; its numbers cannot stand in that column."
         )
-    return {key: run.story_metric(convention.key(key)) for key in ROUGE_KEYS}
+    return {key: run.story_metric(convention.key(key)) for key in ROUGE_TYPES}
 
 
 def lengths_of(run: ComparedRun) -> dict[str, float]:
@@ -218,13 +218,13 @@ def study_markdown(published: Published, runs: list[ComparedRun], lengths_png: s
     )
 
     lines += ["", "## ROUGE (F-measure, mean over the scored stories)", ""]
-    headers = ["row", "source", "convention"] + [key for key in ROUGE_KEYS]
+    headers = ["row", "source", "convention"] + [key for key in ROUGE_TYPES]
     rows = []
     for row, mine in matched:
         published_rouge = row.rouge or {}
         rows.append(
             [row_label(row), "study", study_convention.name]
-            + [num(published_rouge.get(key)) for key in ROUGE_KEYS]
+            + [num(published_rouge.get(key)) for key in ROUGE_TYPES]
         )
         for run in mine:
             for convention in (study_convention, STORYGEN):
@@ -233,7 +233,7 @@ def study_markdown(published: Published, runs: list[ComparedRun], lengths_png: s
                 scores = rouge_of(run, convention)
                 rows.append(
                     ["", "storygen " + run_label(run, shared), convention.name]
-                    + [num(scores[key]) for key in ROUGE_KEYS]
+                    + [num(scores[key]) for key in ROUGE_TYPES]
                 )
     lines += table(headers, rows)
 

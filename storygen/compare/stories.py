@@ -3,7 +3,7 @@ run's story next to each other, each run labelled by the overrides that set it a
 
 from __future__ import annotations
 
-from storygen.compare.runs import ComparedRun
+from storygen.compare.sources import ComparedRun
 
 NUM_PROMPTS = 3
 MAX_RUNS = 6

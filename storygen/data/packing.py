@@ -3,7 +3,7 @@
 Each story keeps its own `position_ids` (0, 1, 2, ... from its first token). Given
 `position_ids` and no attention mask, transformers' attention masks (eager and sdpa; flash
 attention only in a batch of one row) keep the stories of a row apart, and absolute position
-embeddings see the same positions as unpacked; `storygen.checks.check_packing_isolation`
+embeddings see the same positions as unpacked; `storygen.run.checks.check_packing_isolation`
 verifies this for the model at hand. The first label of each story is masked so the end of
 one story is never trained to predict the start of the next; with that, a packed row's loss
 equals the loss of its stories trained one by one.

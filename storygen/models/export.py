@@ -15,8 +15,8 @@ import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
-from storygen.errors import StorygenError
 from storygen.models.loader import load_adapter
+from storygen.run.errors import StorygenError
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from storygen.errors import StorygenError
+from storygen.run.errors import StorygenError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import lightning as L
 import optuna
 from optuna.trial import TrialState
 
-from storygen.run_record import RunPruned
+from storygen.run.record import RunPruned
 from storygen.sweeps.study import open_storage
 
 

@@ -11,7 +11,7 @@ from transformers import GPT2TokenizerFast
 
 from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import StoryFormat, bos_prefix, tokenize_stories
-from storygen.generation import encode_prompts
+from storygen.models.generation import encode_prompts
 from storygen.models.loader import (
     build_offline_gpt2_tokenizer,
     build_offline_mistral_tokenizer,

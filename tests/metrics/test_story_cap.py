@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from storygen.errors import StorygenError
-from storygen.generation import GenerationSettings, with_story_cap
+from storygen.models.generation import GenerationSettings, with_story_cap
 from storygen.models.loader import build_offline_gpt2_tokenizer, prepare_tokenizer
+from storygen.run.errors import StorygenError
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_the_default_cap_fits_prompt_and_story_in_max_length_and_context(tokeniz
 
 def test_an_explicit_cap_is_kept_and_warned_about_once_when_it_cuts_most_stories(tokenizer, caplog):
     explicit = GenerationSettings(max_new_tokens=3)
-    with caplog.at_level(logging.WARNING, logger="storygen.generation"):
+    with caplog.at_level(logging.WARNING, logger="storygen.models.generation"):
         for _ in range(3):
             assert with_story_cap(explicit, tokenizer, PROMPTS, REFERENCES, 512, None) == explicit
     warnings = [r for r in caplog.records if "generation.max_new_tokens=3" in r.message]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from storygen.run_record import RunRecord
+from storygen.run.record import RunRecord
 
 
 def test_a_cpu_run_on_a_cuda_host_records_its_cpu_peak(monkeypatch):

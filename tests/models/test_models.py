@@ -15,10 +15,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.plugins.precision import MixedPrecision
 from transformers import AutoModelForCausalLM
 
-from storygen.errors import StorygenError
 from storygen.inspect import report
 from storygen.models.export import export_backbone
-from storygen.runs import load_trained_model
+from storygen.models.trained import load_trained_model
+from storygen.run.errors import StorygenError
 from storygen.train import train
 from tests.conftest import TINY_RUN, compose_config
 
@@ -158,7 +158,7 @@ with torch.no_grad():
 def test_incompatible_model_options_are_refused_with_the_fix(overrides, message, tmp_path):
     with pytest.raises(Exception) as info:
         train(compose_config([*TINY_MISTRAL, *overrides], tmp_path))
-    from storygen.errors import find_user_error
+    from storygen.run.errors import find_user_error
 
     error = find_user_error(info.value)
     assert error is not None and message in str(error)

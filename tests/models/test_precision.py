@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 
 from storygen.callbacks import story_metrics
-from storygen.generation import generate_stories
+from storygen.models.generation import generate_stories
 from tests.conftest import TINY_RUN, compose_config
 
 

@@ -12,10 +12,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from storygen.compare.conventions import conventions_of
-from storygen.errors import StorygenError
+from storygen.run.errors import StorygenError
+from storygen.run.record import GENERATIONS_DIR, RECORD_FILE
 
 LOSS_CURVES = ("train/loss", "val/loss")
-ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 METRIC_PREFIXES = ("train/", "val/", "test/")
 # W&B run states (wandb.apis.public.Run.state) as run.json statuses; the rest are "incomplete".
 WANDB_STATUS = {
@@ -132,7 +132,7 @@ def stories_of(rows: list[dict[str, Any]]) -> Stories:
 def read_stories(run_dir: Path) -> Stories:
     """The stories of the test split, else of the last validation."""
     for split in ("test", "val"):
-        path = run_dir / "generations" / f"{split}.jsonl"
+        path = run_dir / GENERATIONS_DIR / f"{split}.jsonl"
         if path.is_file():
             lines = path.read_text().splitlines()
             return stories_of([json.loads(line) for line in lines if line.strip()])
@@ -141,7 +141,7 @@ def read_stories(run_dir: Path) -> Stories:
 
 def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
     """A run from its files; without run.json (killed hard) it is incomplete, metrics from CSV."""
-    summary = read_json(run_dir / "run.json")
+    summary = read_json(run_dir / RECORD_FILE)
     hydra_dir = run_dir / ".hydra"
     config = (
         OmegaConf.load(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").is_file() else {}

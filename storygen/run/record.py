@@ -1,7 +1,8 @@
 """`run.json`: what a training run was and how it ended, written whether it completed or not.
 
 `storygen.compare` builds sweep reports from it, with the CSV metrics and the generations.
-It is written atomically, so a crash never leaves half a file.
+It is written atomically, so a crash never leaves half a file. torch and Lightning are imported
+where they are used: compare reads these names without them.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-from storygen.errors import find_user_error
+from storygen.run.errors import find_user_error
 
 RECORD_FILE = "run.json"
+# the stories of a run's last validation and test (`val.jsonl`, `test.jsonl`), under its dir
+GENERATIONS_DIR = "generations"
 
 
 class RunPruned(Exception):  # noqa: N818 (not an error: a sweep's pruner stopped the run)
@@ -52,6 +52,8 @@ class RunRecord:
         self._fit_seconds = seconds
 
     def fail(self, exc: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
         if isinstance(exc, RunPruned):
             self.status, self.error = "pruned", str(exc)
             return
@@ -65,6 +67,8 @@ class RunRecord:
         self.error = message.splitlines()[0] if message else type(exc).__name__
 
     def finish(self) -> None:
+        import torch
+
         if self.status == "running":
             self.status = "completed"
         self.wall_time_s = time.perf_counter() - self._started

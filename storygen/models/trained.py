@@ -19,9 +19,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from storygen.config import enable_tf32, half_dtype
-from storygen.errors import StorygenError
+from storygen.environment.devices import enable_tf32, half_dtype
 from storygen.models.loader import load_adapter, prepare_tokenizer
+from storygen.run.errors import StorygenError
 
 
 def run_dir_of(ckpt_path: Path) -> Path:
