@@ -10,6 +10,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from storygen.checks import check_optimizer
+from storygen.errors import StorygenError
 from storygen.models.module import StoryLM, parameter_groups
 from tests.conftest import TINY_RUN, compose_config
 
@@ -17,6 +19,10 @@ from tests.conftest import TINY_RUN, compose_config
 def build_adamw(params):
     """A builder function, as torchtune's configs point at: its settings live in its body."""
     return torch.optim.AdamW(params, lr=3e-3, weight_decay=0.1)
+
+
+def build_adamw_with_bad_lr(params):
+    return torch.optim.AdamW(params, lr="abc")
 
 
 def built_groups(tiny_model: StoryLM, factory) -> tuple[list[dict], dict[int, str]]:
@@ -61,3 +67,17 @@ def test_the_shipped_paged_8bit_adamw_decays_matrices_only(tmp_path):
     decay, no_decay = optimizer.param_groups
     assert decay["weight_decay"] == 0.01 and decay["params"] == [layer.weight]
     assert no_decay["weight_decay"] == 0.0 and no_decay["params"] == [layer.bias]
+
+
+def test_a_builder_function_with_a_bad_setting_fails_with_its_name():
+    """Its settings are in its body, not in partial keywords: the message names the function."""
+    with pytest.raises(StorygenError) as error:
+        check_optimizer(build_adamw_with_bad_lr)
+    message = str(error.value)
+    assert f"model.optimizer ({__name__}.build_adamw_with_bad_lr) fails" in message
+    assert "'float' and 'str'" in message and "\n" not in message
+
+
+def test_a_partial_with_a_bad_setting_names_the_key():
+    with pytest.raises(StorygenError, match=r"model\.optimizer\.lr='abc' is not a number"):
+        check_optimizer(functools.partial(torch.optim.AdamW, lr="abc"))
