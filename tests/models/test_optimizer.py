@@ -12,6 +12,8 @@ from hydra.utils import instantiate
 
 from storygen.checks import check_optimizer
 from storygen.errors import StorygenError
+from storygen.inspect import report, training_shape
+from storygen.models.loader import build_skeleton
 from storygen.models.module import StoryLM, parameter_groups
 from tests.conftest import TINY_RUN, compose_config
 
@@ -19,6 +21,11 @@ from tests.conftest import TINY_RUN, compose_config
 def build_adamw(params):
     """A builder function, as torchtune's configs point at: its settings live in its body."""
     return torch.optim.AdamW(params, lr=3e-3, weight_decay=0.1)
+
+
+def build_paged_adamw(params, lr: float, weight_decay: float):
+    """bitsandbytes' paged 8-bit AdamW behind a name that says neither."""
+    return bnb.optim.PagedAdamW8bit(params, lr=lr, weight_decay=weight_decay)
 
 
 def build_adamw_with_bad_lr(params):
@@ -81,3 +88,37 @@ def test_a_builder_function_with_a_bad_setting_fails_with_its_name():
 def test_a_partial_with_a_bad_setting_names_the_key():
     with pytest.raises(StorygenError, match=r"model\.optimizer\.lr='abc' is not a number"):
         check_optimizer(functools.partial(torch.optim.AdamW, lr="abc"))
+
+
+EIGHT_BIT_PAGED = 2 + 2 * 4 / 256  # two 1-byte moments and an fp32 absmax per 256 values
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        [f"model.optimizer._target_={__name__}.build_paged_adamw"],
+        [
+            "model.optimizer._target_=bitsandbytes.optim.AdamW",
+            "+model.optimizer.optim_bits=8",
+            "+model.optimizer.is_paged=true",
+        ],
+    ],
+    ids=["builder-function", "bnb-AdamW-optim_bits-8"],
+)
+def test_inspect_accounts_an_8bit_paged_optimizer_by_what_it_is(optimizer, tmp_path):
+    """Not by its name: the estimate equals the shipped PagedAdamW8bit's, line for line."""
+    overrides = ["model=mistral_lora", "trainer=gpu"]
+    cfg = compose_config([*overrides, *optimizer], tmp_path, config_name="inspect")
+    architecture = instantiate(cfg.model.backbone.architecture)
+    model = build_skeleton(architecture, instantiate(cfg.model.backbone.lora))
+    shape = training_shape(cfg, architecture, model)
+    assert shape.optimizer_bytes_per_param == EIGHT_BIT_PAGED and shape.paged_optimizer
+    shipped = compose_config(overrides, tmp_path, config_name="inspect")
+    assert report(cfg).splitlines()[4:] == report(shipped).splitlines()[4:]
+
+
+def test_inspect_accounts_torch_adamw_at_two_fp32_moments(tmp_path):
+    cfg = compose_config(["model=gpt2_tiny"], tmp_path, config_name="inspect")
+    architecture = instantiate(cfg.model.backbone.architecture)
+    shape = training_shape(cfg, architecture, build_skeleton(architecture))
+    assert shape.optimizer_bytes_per_param == 8.0 and not shape.paged_optimizer
