@@ -106,8 +106,7 @@ def child(args: argparse.Namespace) -> None:
     if args.child in ("qlora", "full"):
         report["reset"] = reset_peak_rss()
         optimizer_factory = instantiate(optimizer_cfg)
-        decay = float(optimizer_factory.keywords.get("weight_decay", 0.0))
-        optimizer = optimizer_factory(parameter_groups(model, decay))
+        optimizer = optimizer_factory(parameter_groups(model))
         generator = torch.Generator().manual_seed(0)
         model.train()
         start = time.perf_counter()

@@ -153,8 +153,7 @@ def build_backbone_and_optimizer(cfg: DictConfig, total_steps: int):
     torch.manual_seed(cfg.seed)
     backbone = instantiate(cfg.model.backbone)
     optimizer_factory = instantiate(cfg.model.optimizer)
-    weight_decay = float(optimizer_factory.keywords.get("weight_decay", 0.0))
-    optimizer = optimizer_factory(parameter_groups(backbone, weight_decay))
+    optimizer = optimizer_factory(parameter_groups(backbone))
     scheduler = instantiate(cfg.model.scheduler)(optimizer, num_training_steps=total_steps)
     return backbone, optimizer, scheduler
 

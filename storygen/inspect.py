@@ -6,7 +6,11 @@ so nothing is downloaded and nothing is allocated; LoRA is applied for real by p
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+
 import hydra
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -20,6 +24,7 @@ from storygen.models.accounting import (
     estimate_training_memory,
 )
 from storygen.models.loader import build_skeleton
+from storygen.run.checks import check_optimizer
 from storygen.run.errors import StorygenError, exit_on_user_error
 
 
@@ -87,7 +92,9 @@ def training_shape(cfg: DictConfig, architecture, model) -> TrainingShape:
     backbone = cfg.model.backbone
     quantization = backbone.get("quantization")
     lora = backbone.get("lora")
-    optimizer = cfg.model.optimizer._target_
+    optimizer_factory = instantiate(cfg.model.optimizer)
+    check_optimizer(optimizer_factory)
+    state_bytes, paged = optimizer_state(optimizer_factory)
     layers = architecture.num_hidden_layers
     adapted = sum(1 for name, _ in model.named_modules() if name.endswith("lora_A"))
     on_gpu = device_of(cfg.trainer.accelerator) == "cuda"
@@ -114,12 +121,35 @@ def training_shape(cfg: DictConfig, architecture, model) -> TrainingShape:
         lora_targets=adapted // layers,
         mixed_precision=str(cfg.trainer.precision).startswith(("bf16", "16")),
         gradient_checkpointing=bool(backbone.get("gradient_checkpointing", False)),
-        # bitsandbytes' 8-bit AdamW: two 1-byte moments and an fp32 absmax per 256 values
-        optimizer_bytes_per_param=2 + 2 * 4 / 256 if "8bit" in optimizer else 8.0,
-        paged_optimizer="Paged" in optimizer,
+        optimizer_bytes_per_param=state_bytes,
+        paged_optimizer=paged,
         on_gpu=on_gpu,
         attention_matrix=not on_gpu and attention_dropout > 0,
     )
+
+
+def optimizer_state(optimizer_factory: Callable) -> tuple[float, bool]:
+    """The optimizer's state bytes per trained parameter, and whether that state is paged, as
+    the optimizer itself keeps them: not guessed from its name, however the config builds it.
+
+    It takes one step on two dummy fp32 weights on the CPU; the state that grows with the
+    weight is the difference, so fixed tables (bitsandbytes' quantization maps, step counts)
+    drop out: AdamW's two fp32 moments give 8, bitsandbytes' 8-bit AdamW two bytes and an fp32
+    absmax per 256 values. Both weights are above bitsandbytes' `min_8bit_size` (4096), under
+    which it keeps 32-bit state; LoRA's matrices are that big too.
+    """
+    sizes, state_bytes = (2**14, 2**15), []
+    for size in sizes:
+        weight = torch.nn.Parameter(torch.zeros(size))
+        weight.grad = torch.ones(size)
+        optimizer = optimizer_factory([weight])
+        with warnings.catch_warnings():  # paged state falls back to plain memory on a CPU
+            warnings.filterwarnings("ignore", "Paged optimizers are not supported on CPU")
+            optimizer.step()
+        state = optimizer.state[weight].values()
+        state_bytes.append(sum(t.nbytes for t in state if torch.is_tensor(t)))
+    per_param = (state_bytes[1] - state_bytes[0]) / (sizes[1] - sizes[0])
+    return per_param, bool(getattr(optimizer, "is_paged", False))
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="inspect")

@@ -69,10 +69,17 @@ def merge_adapter(
     adapter_model = load_adapter(adapter_dir)
     batch = tokenizer(MERGE_CHECK_TEXT, return_tensors="pt")
     expected = adapter_model(**batch).logits
+    if not torch.isfinite(expected).all():
+        raise StorygenError(
+            f"the adapter in {adapter_dir} gives NaN or infinite logits on its base, so there is "
+            "nothing sound to merge: its weights diverged; export a checkpoint from before the "
+            "divergence (ckpt_path=<run>/checkpoints/<earlier>.ckpt) or retrain with a lower "
+            "model.optimizer.lr."
+        )
     merged = adapter_model.merge_and_unload()
     actual = merged(**batch).logits
     max_diff = float((expected - actual).abs().max())
-    if max_diff > MERGE_TOLERANCE:
+    if not max_diff <= MERGE_TOLERANCE:  # not `>`: a NaN difference compares False to both
         raise StorygenError(
             f"the merged model's logits differ from the adapter model's by {max_diff:.2e} "
             f"(more than {MERGE_TOLERANCE:.0e}); the adapter does not fit its base."

@@ -145,7 +145,7 @@ class StoryLM(LightningModule):
         return names if len(names) < sum(1 for _ in self.parameters()) else None
 
     def configure_optimizers(self) -> dict:
-        optimizer = self.optimizer_factory(parameter_groups(self.backbone, self._weight_decay()))
+        optimizer = self.optimizer_factory(parameter_groups(self.backbone))
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         total_steps = self.trainer.estimated_stepping_batches
@@ -187,10 +187,6 @@ class StoryLM(LightningModule):
         else:
             nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
 
-    def _weight_decay(self) -> float:
-        keywords = getattr(self.optimizer_factory, "keywords", {})
-        return float(keywords.get("weight_decay", 0.0))
-
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A collated batch as the backbone takes it for a loss.
@@ -209,13 +205,14 @@ def count_target_tokens(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != IGNORE_INDEX).sum()
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices only: biases and norm weights (1-D tensors) are left undecayed."""
+def parameter_groups(model: nn.Module) -> list[dict]:
+    """Decay matrices only: biases and norm weights (1-D tensors) are left undecayed.
+
+    The matrices' group names no weight_decay, so it takes the optimizer's own setting however
+    the optimizer is built (a partial, a builder function, a class with its default).
+    """
     decay, no_decay = [], []
     for parameter in model.parameters():
         if parameter.requires_grad:
             (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]

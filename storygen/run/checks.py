@@ -126,8 +126,11 @@ def check_batch_sizes(batch_size: object, eval_batch_size: object) -> None:
 
 def check_optimizer(optimizer_factory: Callable) -> None:
     """Build the configured optimizer once on a dummy weight, so a bad setting (`lr=abc`) is
-    named before the model trains rather than as a traceback from inside the fit."""
-    settings = getattr(optimizer_factory, "keywords", {})
+    named before the model trains rather than as a traceback from inside the fit.
+
+    A partial's keywords name the bad key; a builder function keeps its settings in its body,
+    so its message names the function instead."""
+    settings = getattr(optimizer_factory, "keywords", None) or {}
     try:
         optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
     except (TypeError, ValueError) as exc:
@@ -137,9 +140,12 @@ def check_optimizer(optimizer_factory: Callable) -> None:
                     f"model.optimizer.{key}={value!r} is not a number; set "
                     f"model.optimizer.{key}=<number> (e.g. model.optimizer.lr=3e-4)."
                 ) from None
+        factory = getattr(optimizer_factory, "func", optimizer_factory)
+        name = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)}"
         shown = ", ".join(f"{key}={value!r}" for key, value in settings.items())
         raise StorygenError(
-            f"model.optimizer rejects its settings ({shown}): {exc}; fix the value it names."
+            f"model.optimizer ({name}{f' with {shown}' if shown else ''}) fails on a test "
+            f"weight: {exc}; fix the setting it names."
         ) from None
 
 

@@ -59,7 +59,7 @@ def measured_peak(model, batch_size: int, seq_len: int, tmp_path) -> int:
     """Peak live tensor bytes of the second training step (the first creates the optimizer
     state), stepping as Lightning does: zero_grad(set_to_none), loss, backward, clip, step."""
     backbone = model.backbone
-    optimizer = model.optimizer_factory(parameter_groups(backbone, model._weight_decay()))
+    optimizer = model.optimizer_factory(parameter_groups(backbone))
     trainable = [p for p in backbone.parameters() if p.requires_grad]
     generator = torch.Generator().manual_seed(0)
 

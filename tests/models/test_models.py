@@ -179,9 +179,9 @@ def test_weight_decay_skips_biases_and_norm_weights(tmp_path):
     from storygen.models.module import parameter_groups
 
     model = instantiate(compose_config(TINY_RUN, tmp_path).model)
-    decay, no_decay = parameter_groups(model.backbone, weight_decay=0.01)
+    decay, no_decay = parameter_groups(model.backbone)
     names = {id(p): n for n, p in model.backbone.named_parameters()}
-    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert "weight_decay" not in decay and no_decay["weight_decay"] == 0.0
     assert all(
         names[id(p)].endswith(("bias", "ln_1.weight", "ln_2.weight", "ln_f.weight"))
         for p in no_decay["params"]
