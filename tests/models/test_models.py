@@ -164,6 +164,23 @@ def test_incompatible_model_options_are_refused_with_the_fix(overrides, message,
     assert error is not None and message in str(error)
 
 
+@pytest.mark.parametrize(
+    ("model", "other"),
+    [("gpt2_tiny", "mistralai/Mistral-7B-v0.1"), ("mistral_tiny_lora", "openai-community/gpt2")],
+)
+def test_an_offline_tokenizer_refuses_a_model_it_does_not_stand_in_for(model, other, tmp_path):
+    from storygen.run.errors import find_user_error
+
+    cfg = compose_config([*TINY_RUN, f"model={model}"], tmp_path)
+    instantiate(cfg.model.tokenizer)  # the name inherited from the hub config is its own
+    cfg.model.tokenizer.name_or_path = other
+    with pytest.raises(Exception) as info:
+        instantiate(cfg.model.tokenizer)
+    error = find_user_error(info.value)
+    assert error is not None
+    assert f"model.tokenizer.name_or_path={other}: build_offline_" in str(error)
+
+
 def test_a_checkpoint_from_another_architecture_is_refused(tmp_path):
     gpt2 = instantiate(compose_config(TINY_RUN, tmp_path).model)
     torch.save({"state_dict": gpt2.state_dict()}, tmp_path / "gpt2.ckpt")
