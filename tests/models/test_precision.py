@@ -7,7 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from storygen.callbacks import story_metrics
+from storygen.metrics import scoring
 from storygen.models.generation import generate_stories
 from tests.conftest import TINY_RUN, compose_config
 
@@ -37,7 +37,7 @@ def validate_with_story_metrics(tmp_path, monkeypatch, precision: str):
         finally:
             generating.clear()
 
-    monkeypatch.setattr(story_metrics, "generate_stories", generate_and_record)
+    monkeypatch.setattr(scoring, "generate_stories", generate_and_record)
     hook = model.backbone.get_output_embeddings().register_forward_hook(record)
     L.Trainer(
         accelerator="cpu",
