@@ -114,13 +114,21 @@ def preload_fast_allocator() -> None:
     (so it never loops), a GPU is present under `auto` (unmeasured there: the big tensors live
     on the GPU), or tcmalloc is not installed (a one-line hint under `tcmalloc`).
     """
+    env = fast_allocator_env()
+    if env is not None:
+        restart_with(env)
+
+
+def fast_allocator_env() -> dict[str, str] | None:
+    """This process's environment with tcmalloc preloaded, or None where it should run as it
+    is (see `preload_fast_allocator`)."""
     choice = allocator_choice()
     if choice == "system" or sys.platform != "linux":
-        return
+        return None
     if os.environ.get(PRELOADED_VAR) or preloaded_allocator():
-        return
+        return None
     if choice == "auto" and gpu_present():
-        return
+        return None
     library = find_tcmalloc()
     if library is None:
         if choice == "tcmalloc":
@@ -128,16 +136,23 @@ def preload_fast_allocator() -> None:
                 f"warning: {ENV_VAR}=tcmalloc but no tcmalloc found; {INSTALL_HINT}",
                 file=sys.stderr,
             )
-        return
+        return None
     env = dict(os.environ)
     env["LD_PRELOAD"] = ":".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
     env[PRELOADED_VAR] = library
     # tcmalloc reports each allocation over 1 GiB on stderr; a 7B model's weights are many.
     env.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))
+    return env
+
+
+def restart_with(env: dict[str, str]) -> None:
+    """Replace this process by itself, started again with `env`."""
     sys.stdout.flush()
     sys.stderr.flush()
     # sys.orig_argv keeps `-m storygen.train` and interpreter flags exactly as typed
     try:
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
     except OSError as exc:  # run on with the system allocator rather than not at all
-        print(f"warning: could not restart with {library} preloaded: {exc}", file=sys.stderr)
+        print(
+            f"warning: could not restart with {env['LD_PRELOAD']} preloaded: {exc}", file=sys.stderr
+        )
