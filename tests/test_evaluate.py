@@ -12,6 +12,9 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from tests.conftest import TINY_RUN, compose_config, run_module
 
+# the tests of this module's trained run stay in one test process, so it trains once
+pytestmark = pytest.mark.xdist_group("evaluate_run")
+
 # The tiny run with the default story cap (sized by the references), so the test stage's
 # numbers include the cap that evaluate must derive the same way.
 RUN = [

@@ -21,7 +21,8 @@ from lightning.pytorch import Callback
 from tests.conftest import ROOT, TINY_RUN
 from tests.slurm_cluster import SlurmCluster, start_slurm_cluster  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.slow
+# one SLURM cluster per test process: under xdist every SLURM test runs in the same worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 # One CPU per job: the test node has the machine's CPUs, so two jobs run side by side.
 ON_SLURM = [

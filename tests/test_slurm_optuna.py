@@ -24,7 +24,8 @@ from tests.test_slurm import (  # noqa: E402
     wait_ok,
 )
 
-pytestmark = pytest.mark.slow
+# one SLURM cluster per test process: under xdist every SLURM test runs in the same worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 
 def submitit_time(log: str, event: str) -> str:

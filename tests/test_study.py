@@ -31,6 +31,9 @@ from tests.metrics.test_rouge import evaluate_rouge
 from tests.test_compare import RUNS, write_sweep
 from tests.wandb_records import wandb_records
 
+# the tests of the module's tiny study run in one test process, so it runs once
+pytestmark = pytest.mark.xdist_group("tiny_study")
+
 STUDY_RUNS = ("gpt2_writingprompts", "mistral_tinystories", "mistral_writingprompts")
 
 
