@@ -2,12 +2,18 @@
 
 LoRA runs export the peft adapter (adapter_config.json + adapter_model.safetensors) with the
 tokenizer; optionally the adapter merged into a full-precision copy of the base as well.
-Full fine-tuning exports the whole model.
+Full fine-tuning exports the whole model. Each directory is written beside its place and moved
+there only when complete (and, with a merge, checked): a refused merge or a crash leaves an
+earlier export as it was.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,21 +46,41 @@ def export_backbone(
 ) -> ExportResult:
     """Write `out_dir/adapter` (LoRA) or `out_dir/model` (full), and `out_dir/merged` if asked."""
     if not isinstance(backbone, PeftModel):
-        model_dir = _save(backbone, tokenizer, out_dir / "model")
-        return ExportResult(model_dir=model_dir)
-    adapter_dir = _save(backbone, tokenizer, out_dir / "adapter")
-    if not merge:
-        return ExportResult(model_dir=adapter_dir)
-    merged_dir, max_diff = merge_adapter(adapter_dir, tokenizer, out_dir / "merged")
-    return ExportResult(adapter_dir, merged_dir, max_diff)
+        with staged(out_dir / "model") as staging:
+            _save(backbone, tokenizer, staging)
+        return ExportResult(model_dir=out_dir / "model")
+    merged_dir, max_diff = None, None
+    with staged(out_dir / "adapter") as staging:
+        _save(backbone, tokenizer, staging)
+        if merge:  # inside: a refused merge leaves the earlier adapter in place too
+            merged_dir, max_diff = merge_adapter(staging, tokenizer, out_dir / "merged")
+    return ExportResult(out_dir / "adapter", merged_dir, max_diff)
 
 
-def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def staged(directory: Path) -> Iterator[Path]:
+    """A fresh directory beside `directory` that replaces it when the block completes, and is
+    removed, leaving `directory` as it was, when the block raises."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.with_name(f".{directory.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replaced = directory.with_name(f".{directory.name}.replaced-{os.getpid()}")
+    if directory.exists():
+        directory.rename(replaced)
+    staging.rename(directory)
+    shutil.rmtree(replaced, ignore_errors=True)
+    log.info("Exported %s", directory)
+
+
+def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    log.info("Exported %s", directory)
-    return directory
 
 
 @torch.no_grad()
@@ -71,7 +97,7 @@ def merge_adapter(
     expected = adapter_model(**batch).logits
     if not torch.isfinite(expected).all():
         raise StorygenError(
-            f"the adapter in {adapter_dir} gives NaN or infinite logits on its base, so there is "
+            "the adapter gives NaN or infinite logits on its base, so there is "
             "nothing sound to merge: its weights diverged; export a checkpoint from before the "
             "divergence (ckpt_path=<run>/checkpoints/<earlier>.ckpt) or retrain with a lower "
             "model.optimizer.lr."
@@ -84,7 +110,7 @@ def merge_adapter(
             f"the merged model's logits differ from the adapter model's by {max_diff:.2e} "
             f"(more than {MERGE_TOLERANCE:.0e}); the adapter does not fit its base."
         )
-    merged.save_pretrained(merged_dir)
-    tokenizer.save_pretrained(merged_dir)
+    with staged(merged_dir) as staging:
+        _save(merged, tokenizer, staging)
     log.info("Merged into %s (max |logit diff| %.2e)", merged_dir, max_diff)
     return merged_dir, max_diff
