@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from storygen.models.loader import load_adapter
@@ -45,7 +45,7 @@ def export_backbone(
     merge: bool = False,
 ) -> ExportResult:
     """Write `out_dir/adapter` (LoRA) or `out_dir/model` (full), and `out_dir/merged` if asked."""
-    if not isinstance(backbone, PeftModel):
+    if not is_peft_model(backbone):
         with staged(out_dir / "model") as staging:
             _save(backbone, tokenizer, staging)
         return ExportResult(model_dir=out_dir / "model")
@@ -55,6 +55,13 @@ def export_backbone(
         if merge:  # inside: a refused merge leaves the earlier adapter in place too
             merged_dir, max_diff = merge_adapter(staging, tokenizer, out_dir / "merged")
     return ExportResult(out_dir / "adapter", merged_dir, max_diff)
+
+
+def is_peft_model(backbone: torch.nn.Module) -> bool:
+    """A peft model (LoRA); peft is imported only by LoRA runs, so a model built without it
+    cannot be one, and a full fine-tune's export does not load it."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(backbone, peft.PeftModel)
 
 
 @contextmanager

@@ -13,9 +13,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -27,6 +27,9 @@ from transformers import (
 )
 
 from storygen.run.errors import StorygenError
+
+if TYPE_CHECKING:  # peft (and bitsandbytes under it) loads only for LoRA: a second off start-up
+    from peft import LoraConfig
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,8 @@ def build_backbone(
     # Non-reentrant checkpointing: the variant torch recommends, and the one DDP supports.
     checkpointing = {"use_reentrant": False}
     if quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=gradient_checkpointing,
@@ -191,6 +196,8 @@ def build_backbone(
         model.config.use_cache = False
 
     if lora is not None:
+        from peft import get_peft_model
+
         check_lora_targets(model, lora)
         model = get_peft_model(model, lora)
     # from_pretrained hands back eval mode, and Lightning keeps each module's mode through
@@ -265,7 +272,11 @@ def build_skeleton(
     """The backbone's shape on the meta device: no weights, no download, for accounting."""
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(architecture)
-        return get_peft_model(model, lora) if lora is not None else model
+        if lora is None:
+            return model
+        from peft import get_peft_model
+
+        return get_peft_model(model, lora)
 
 
 def load_adapter(
