@@ -48,7 +48,7 @@ from lightning.pytorch import Callback  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from storygen.environment.resolvers import setup_environment  # noqa: E402
+from storygen.environment.resolvers import CONF_DIR, setup_environment  # noqa: E402
 from storygen.models.accounting import count_parameters  # noqa: E402
 from storygen.train import instantiate_group  # noqa: E402
 
@@ -94,7 +94,7 @@ DROPPED_CALLBACKS = ("model_checkpoint", "interruption", "story_metrics")
 def compose_run(model: str, overrides: list[str], output_dir: str, cpu: bool) -> DictConfig:
     """`python -m storygen.train model=<model> trainer=gpu|cpu ...` as a DictConfig."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
             config_name="train",
             overrides=[

@@ -25,16 +25,14 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from transformers import AutoModelForCausalLM
 
-from storygen.environment.resolvers import setup_environment
+from storygen.environment.resolvers import CONF_DIR, setup_environment
 from storygen.models.loader import build_offline_mistral_tokenizer
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def mistral_architecture(overrides: list[str]):
     """The MistralConfig of conf/model/mistral_lora.yaml, with architecture overrides."""
     setup_environment()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
             config_name="train",
             overrides=[

@@ -57,16 +57,15 @@ from benchmarks.train_throughput import (
     run_storygen,
     training_flops_per_token,
 )
-from storygen.environment.resolvers import setup_environment
+from storygen.environment.resolvers import CONF_DIR, setup_environment
 from storygen.models.fused_loss import split_backbone
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 PARTS = ("LM head + loss", "blocks", "optimizer")
 
 
 def compose_config(overrides: list[str], steps: int, output_dir: str) -> DictConfig:
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
             config_name="train",
             overrides=[

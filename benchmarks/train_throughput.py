@@ -69,11 +69,10 @@ from lightning.pytorch import Callback
 from omegaconf import DictConfig, open_dict
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from storygen.environment.resolvers import setup_environment
+from storygen.environment.resolvers import CONF_DIR, setup_environment
 from storygen.models.module import parameter_groups
 from storygen.train import instantiate_group
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 Timed = tuple[list[float], list]  # seconds of each timed step, the loss of every step
 
 # no checkpoint writers; story metrics only run at validation, which is off here
@@ -103,7 +102,7 @@ def compose_config(args: argparse.Namespace, output_dir: str) -> DictConfig:
         "logger=csv",
     ]
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     with open_dict(cfg):
         cfg.paths.root_dir = cfg.paths.output_dir = output_dir
