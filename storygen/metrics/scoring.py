@@ -67,9 +67,8 @@ def story_records(
     ]
 
 
-def write_generations(path: Path, records: list[dict[str, Any]]) -> Path:
+def write_generations(path: Path, records: list[dict[str, Any]]) -> None:
     """The records as JSON lines, for reading and for `storygen.compare`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
     path.write_text("".join(lines), encoding="utf-8")
-    return path
