@@ -226,7 +226,10 @@ def estimate_training_memory(count: ParameterCount, shape: TrainingShape) -> Mem
 
     phases = {
         "loss backward": activations + loss + autocast_copies,
+        # the final norm's and the LM head's saved inputs are freed before the first layer's
+        # backward; the embeddings' output is the first layer's saved input
         "layer backward": activations
+        - outside_layers
         + recompute
         + dequantized
         + in_flight

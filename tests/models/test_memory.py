@@ -8,6 +8,7 @@ peak of live tensor bytes, what `torch.cuda.max_memory_allocated` is on a GPU.
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -19,7 +20,7 @@ from storygen.inspect import memory_estimate
 from storygen.models.accounting import count_parameters
 from storygen.models.loader import build_skeleton
 from storygen.models.module import parameter_groups
-from tests.conftest import compose_config
+from tests.conftest import ROOT, compose_config
 
 TOLERANCE = 0.15  # the estimate is within 15% of the measured peak
 SMALL_VOCAB_MISTRAL = [
@@ -77,8 +78,15 @@ def measured_peak(model, batch_size: int, seq_len: int, tmp_path) -> int:
     step()
     state = [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
     persistent = live_bytes([*backbone.parameters(), *backbone.buffers(), *state])
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
+    # tensors in garbage cycles (of this test or earlier ones in the process) must not be
+    # freed during the measured step: each free lowers the running total the peak is read from
+    gc.collect()
+    gc.disable()
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
+    finally:
+        gc.enable()
     trace = tmp_path / "trace.json"
     prof.export_chrome_trace(str(trace))
     events = [
@@ -108,3 +116,31 @@ def test_the_memory_estimate_is_within_tolerance_of_the_measured_peak(case, tmp_
         f"{case}: estimate {estimate.peak_allocated / 2**20:.1f} MiB ({estimate.peak_phase}), "
         f"measured {measured / 2**20:.1f} MiB, ratio {ratio:.3f}"
     )
+
+
+README_ESTIMATES = {
+    # a line of the README: the inspect command it shows the total of
+    "| GPT-2 · WritingPrompts": ["experiment=study", "study_run=gpt2_writingprompts"],
+    "| Mistral-7B · TinyStories": ["experiment=study", "study_run=mistral_tinystories"],
+    "| Mistral-7B · WritingPrompts": ["experiment=study", "study_run=mistral_writingprompts"],
+    "#   peak allocated (layer backward)": ["model=mistral_lora", "data.batch_size=2"],
+}
+
+
+@pytest.mark.parametrize("line_start", README_ESTIMATES)
+def test_the_readmes_memory_figures_are_what_inspect_estimates(line_start, tmp_path):
+    """The README quotes inspect's totals for the study's runs: a change to the memory model
+    must change them too."""
+    readme = (ROOT / "README.md").read_text().splitlines()
+    (line,) = [line for line in readme if line.startswith(line_start)]
+    cfg = compose_config(
+        [*README_ESTIMATES[line_start], "trainer=gpu"], tmp_path, config_name="inspect"
+    )
+    architecture = instantiate(cfg.model.backbone.architecture)
+    lora = instantiate(cfg.model.backbone.lora) if cfg.model.backbone.get("lora") else None
+    skeleton = build_skeleton(architecture, lora)
+    quantized = cfg.model.backbone.get("quantization") is not None
+    _, estimate = memory_estimate(
+        cfg, architecture, skeleton, count_parameters(skeleton, assume_4bit=quantized)
+    )
+    assert f"{estimate.total / 2**30:.2f} GiB" in line
