@@ -18,6 +18,7 @@ from omegaconf import DictConfig, open_dict
 
 from storygen.environment.allocator import fast_allocator_env, restart_with
 from storygen.environment.resolvers import setup_environment
+from tests import forked_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
@@ -153,14 +154,9 @@ def trained_run_copy(trained_run: TrainedRun, tmp_path: Path) -> TrainedRun:
 
 
 def run_module(
-    module: str, *args: str, cwd: Path, timeout: int = 600
+    module: str, *args: str, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """`python -m <module> <args>` as a user runs it, from `cwd`, with this checkout's storygen."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    """`python -m <module> <args>` as a user runs it, from `cwd`, with this checkout's storygen
+    (forked from a process that has done the imports: tests/forked_cli.py)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return forked_cli.run(module, list(args), cwd=cwd, env=env, timeout=timeout)

@@ -7,9 +7,6 @@ is lost. Most cases run the entry points' own code in-process, under the same ha
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,28 +16,21 @@ import storygen.evaluate
 import storygen.generate
 import storygen.train
 from storygen.compare.__main__ import main as compare_main
-from tests.conftest import ROOT, TINY_RUN, TrainedRun, compose_config
+from tests.conftest import TINY_RUN, TrainedRun, compose_config, run_module
 
 QUICK = [*TINY_RUN, "logger=csv", "callbacks.story_metrics.num_prompts=0"]
 
 
 def run_main(tmp_path: Path, *overrides: str, env: dict | None = None) -> tuple[int, str]:
     """`python -m storygen.train` with these overrides: its exit status and its stderr."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "storygen.train",
-            *QUICK,
-            *overrides,
-            f"paths.root_dir={tmp_path}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
+    result = run_module(
+        "storygen.train",
+        *QUICK,
+        *overrides,
+        f"paths.root_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env=env,
     )
     return result.returncode, result.stderr
 

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from storygen.run.errors import StorygenError
 from storygen.sweeps.search_space import parse_search_space
 from storygen.sweeps.study import check_search_space, open_storage, open_study
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT, compose_config, run_module
 from tests.services import postgres_server  # noqa: F401 (a fixture)
 from tests.test_sweeps import SWEEP_RUN, compare, run_json
 
@@ -42,13 +42,12 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def run_search(cwd: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        train_command(cwd, *SEARCH, *args),
+    result = run_module(
+        "storygen.train",
+        *train_command(cwd, *SEARCH, *args)[3:],
         cwd=cwd,
-        capture_output=True,
-        text=True,
         timeout=900,
-        env=env(**extra_env),
+        env=extra_env,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -234,13 +233,11 @@ def test_each_search_names_keys_its_model_has(tmp_path, search, model):
 
 @pytest.mark.slow
 def test_a_search_over_a_missing_key_stops_before_any_trial(tmp_path):
-    result = subprocess.run(
-        train_command(tmp_path, *SEARCH, "model.optimizer.lrr=interval(1e-5,1e-3)"),
+    result = run_module(
+        "storygen.train",
+        *train_command(tmp_path, *SEARCH, "model.optimizer.lrr=interval(1e-5,1e-3)")[3:],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=300,
-        env=env(),
     )
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

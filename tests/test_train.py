@@ -6,7 +6,6 @@ import csv
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,7 +19,14 @@ from storygen.inspect import report
 from storygen.run.errors import StorygenError
 from storygen.run.summary import train_loss_curve
 from storygen.train import train
-from tests.conftest import ROOT, TINY_RUN, TRAINED_RUN, TrainedRun, compose_config
+from tests.conftest import (
+    ROOT,
+    TINY_RUN,
+    TRAINED_RUN,
+    TrainedRun,
+    compose_config,
+    run_module,
+)
 from tests.wandb_records import wandb_history
 
 
@@ -180,14 +186,7 @@ def test_a_streamed_run_trains_for_max_steps_and_asks_for_them(tmp_path):
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "storygen.train", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
-    )
+    return run_module("storygen.train", *args, cwd=cwd)
 
 
 @pytest.mark.slow
