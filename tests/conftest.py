@@ -49,7 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first, the SLURM ones (one xdist group, mostly waiting on the scheduler)
     first of all: the test processes then finish together instead of one waiting on the
-    other's last long test."""
+    other's last long test. A module moves as a whole, at the rank of its slowest test: its
+    module-scoped fixtures (a trained run, a study) are built once, not once per rank."""
 
     def rank(item: pytest.Item) -> int:
         group = item.get_closest_marker("xdist_group")
@@ -57,7 +58,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             return 0
         return 1 if item.get_closest_marker("slow") else 2
 
-    items.sort(key=rank)
+    module_rank: dict[str, int] = {}
+    for item in items:
+        module_rank[item.module.__name__] = min(
+            module_rank.get(item.module.__name__, 2), rank(item)
+        )
+    order = {id(item): index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (module_rank[item.module.__name__], order[id(item)]))
 
 
 # Small and fast: a 2-layer GPT-2 on a slice of the bundled sample, one short epoch.
