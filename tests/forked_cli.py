@@ -7,9 +7,9 @@ child per command, and the child does what `python -m` does from there: the comm
 and environment, `.env` read again from that cwd, argv, stdout and stderr to their own files,
 the module run as `__main__`, the interpreter's own exit (exit status, `atexit`, tracebacks).
 
-What a fork cannot give is done by a fresh `python -m`: an environment other than the one the
-server started with (a library may have read it at import), and commands whose start-up is
-what a test checks (tests/test_allocator.py, the lazy-import tests run their own).
+A library may read the environment at import, so a command whose environment differs from the
+server's gets a new server started with it. Commands whose start-up is what a test checks
+(tests/test_allocator.py, the lazy-import tests) run a fresh `python -m` of their own.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-# set per test by pytest, read by nothing at import
-IGNORED = {"PYTEST_CURRENT_TEST"}
+# set per test by pytest, and by Lightning's seed_everything in a test that trains in-process;
+# read while a command runs, not at import
+IGNORED = {"PYTEST_CURRENT_TEST", "PL_GLOBAL_SEED", "PL_SEED_WORKERS"}
 ENTRY_MODULES = ("storygen.train", "storygen.evaluate", "storygen.generate", "storygen.export")
 
 
@@ -104,20 +105,14 @@ _server: ForkServer | None = None
 def run(
     module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
 ) -> subprocess.CompletedProcess:
-    """`python -m module args` from `cwd` with `env`, forked from the server where it can be."""
+    """`python -m module args` from `cwd` with `env`, forked from a server started with `env`."""
     global _server
-    if _server is None:
-        _server = ForkServer({**os.environ, "PYTHONPATH": env.get("PYTHONPATH", "")})
-        atexit.register(_server.close)
-    if not _server.serves(env):
-        return subprocess.run(
-            [sys.executable, "-m", module, *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
+    if _server is None or not _server.serves(env):
+        if _server is not None:
+            _server.close()
+        else:
+            atexit.register(lambda: _server.close())
+        _server = ForkServer(env)
     return _server.run(module, args, cwd, env, timeout)
 
 
