@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
 from storygen.environment.resolvers import CONF_DIR
+from storygen.environment.shutdown import exit_quickly
 from storygen.metrics.plots import plot_lengths
 from storygen.metrics.rouge import as_conventions
 from storygen.metrics.scoring import generate_and_score, story_records, write_generations
@@ -112,4 +113,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_quickly()
     main()

@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from storygen.environment.resolvers import CONF_DIR
+from storygen.environment.shutdown import exit_quickly
 from storygen.models.export import export_backbone
 from storygen.models.trained import load_trained_model, run_dir_of
 from storygen.run.errors import exit_on_user_error
@@ -31,4 +32,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_quickly()
     main()

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from transformers import TextStreamer
 
 from storygen.environment.resolvers import CONF_DIR
+from storygen.environment.shutdown import exit_quickly
 from storygen.models.generation import encode_prompts
 from storygen.models.trained import load_for_generation
 from storygen.run.errors import StorygenError, exit_on_user_error
@@ -80,4 +81,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_quickly()
     main()

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from storygen.environment.devices import device_of
 from storygen.environment.resolvers import CONF_DIR
+from storygen.environment.shutdown import exit_quickly
 from storygen.models.accounting import (
     MemoryEstimate,
     ParameterCount,
@@ -159,4 +160,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_quickly()
     main()

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from storygen.environment.devices import enable_tf32
 from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.secrets import loggable_config, mask_secrets
+from storygen.environment.shutdown import exit_quickly
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
 from storygen.run.checks import (
@@ -209,4 +210,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    exit_quickly()
     main()
