@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from torch.profiler import ProfilerActivity, profile
 
 from storygen.inspect import memory_estimate
-from storygen.models.accounting import count_parameters
+from storygen.models.accounting import MemoryEstimate, count_parameters
 from storygen.models.loader import build_skeleton
 from storygen.models.module import parameter_groups
 from tests.conftest import ROOT, compose_config
@@ -97,17 +97,22 @@ def measured_peak(model, batch_size: int, seq_len: int, tmp_path) -> int:
     return persistent + max(e["Total Allocated"] for e in events) - start
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_the_memory_estimate_is_within_tolerance_of_the_measured_peak(case, tmp_path):
-    overrides = [*CASES[case], "trainer=cpu", "data.batch_size=4", "data.max_length=128"]
-    cfg = compose_config(overrides, tmp_path, config_name="inspect")
+def inspect_estimate(cfg) -> MemoryEstimate:
+    """The memory estimate `python -m storygen.inspect` prints for this config."""
     architecture = instantiate(cfg.model.backbone.architecture)
     lora = instantiate(cfg.model.backbone.lora) if cfg.model.backbone.get("lora") else None
     skeleton = build_skeleton(architecture, lora)
     quantized = cfg.model.backbone.get("quantization") is not None
-    _, estimate = memory_estimate(
+    return memory_estimate(
         cfg, architecture, skeleton, count_parameters(skeleton, assume_4bit=quantized)
-    )
+    )[1]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_memory_estimate_is_within_tolerance_of_the_measured_peak(case, tmp_path):
+    overrides = [*CASES[case], "trainer=cpu", "data.batch_size=4", "data.max_length=128"]
+    cfg = compose_config(overrides, tmp_path, config_name="inspect")
+    estimate = inspect_estimate(cfg)
     torch.manual_seed(0)
     model = instantiate(cfg.model, tokenizer=instantiate(cfg.model.tokenizer))
     measured = measured_peak(model, 4, 128, tmp_path)
@@ -136,11 +141,5 @@ def test_the_readmes_memory_figures_are_what_inspect_estimates(line_start, tmp_p
     cfg = compose_config(
         [*README_ESTIMATES[line_start], "trainer=gpu"], tmp_path, config_name="inspect"
     )
-    architecture = instantiate(cfg.model.backbone.architecture)
-    lora = instantiate(cfg.model.backbone.lora) if cfg.model.backbone.get("lora") else None
-    skeleton = build_skeleton(architecture, lora)
-    quantized = cfg.model.backbone.get("quantization") is not None
-    _, estimate = memory_estimate(
-        cfg, architecture, skeleton, count_parameters(skeleton, assume_4bit=quantized)
-    )
+    estimate = inspect_estimate(cfg)
     assert f"{estimate.total / 2**30:.2f} GiB" in line
