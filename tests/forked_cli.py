@@ -39,11 +39,12 @@ class ForkServer:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = dict(env)
+        self._cwd = tempfile.TemporaryDirectory(prefix="forked-cli-")  # no .env to read
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.forked_cli", *ENTRY_MODULES],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            cwd=tempfile.mkdtemp(prefix="forked-cli-"),  # no .env to read at import
+            cwd=self._cwd.name,
             env=self.env,
         )
         self._buffer = b""
@@ -69,26 +70,18 @@ class ForkServer:
     def run(
         self, module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
     ) -> subprocess.CompletedProcess:
-        output = Path(tempfile.mkdtemp(prefix="forked-cli-output-"))
-        request = {
-            "module": module,
-            "args": args,
-            "cwd": str(cwd),
-            "env": env,
-            "stdout": str(output / "stdout"),
-            "stderr": str(output / "stderr"),
-        }
-        self.process.stdin.write(json.dumps(request).encode() + b"\n")
-        self.process.stdin.flush()
-        pid = self._read_line(timeout=60)["pid"]
-        ended = self._read_line(timeout=timeout)
-        if ended is None:
-            os.kill(pid, signal.SIGKILL)
-            self._read_line(timeout=60)
         command = [sys.executable, "-m", module, *args]
-        stdout, stderr = (
-            (output / name).read_text(errors="replace") for name in ("stdout", "stderr")
-        )
+        with tempfile.TemporaryDirectory(prefix="forked-cli-output-") as output:
+            streams = {name: str(Path(output) / name) for name in ("stdout", "stderr")}
+            request = {"module": module, "args": args, "cwd": str(cwd), "env": env, **streams}
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+            pid = self._read_line(timeout=60)["pid"]
+            ended = self._read_line(timeout=timeout)
+            if ended is None:
+                os.kill(pid, signal.SIGKILL)
+                self._read_line(timeout=60)
+            stdout, stderr = (Path(streams[name]).read_text(errors="replace") for name in streams)
         if ended is None:
             raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
         return subprocess.CompletedProcess(command, ended["returncode"], stdout, stderr)
@@ -97,6 +90,7 @@ class ForkServer:
         if self.process.poll() is None:
             self.process.stdin.close()
             self.process.wait(timeout=60)
+        self._cwd.cleanup()
 
 
 _server: ForkServer | None = None
@@ -108,12 +102,15 @@ def run(
     """`python -m module args` from `cwd` with `env`, forked from a server started with `env`."""
     global _server
     if _server is None or not _server.serves(env):
-        if _server is not None:
-            _server.close()
-        else:
-            atexit.register(lambda: _server.close())
+        _close_server()
         _server = ForkServer(env)
     return _server.run(module, args, cwd, env, timeout)
+
+
+@atexit.register
+def _close_server() -> None:
+    if _server is not None:
+        _server.close()
 
 
 def _run_command(request: dict) -> None:
