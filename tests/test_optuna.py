@@ -33,8 +33,13 @@ SEARCH = [
 ]
 
 
+def search_args(cwd: Path, *args: str) -> list[str]:
+    """`storygen.train`'s arguments for a multirun with its outputs under `cwd`."""
+    return ["-m", *args, f"paths.root_dir={cwd}"]
+
+
 def train_command(cwd: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "storygen.train", "-m", *args, f"paths.root_dir={cwd}"]
+    return [sys.executable, "-m", "storygen.train", *search_args(cwd, *args)]
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -44,7 +49,7 @@ def env(**extra: str) -> dict[str, str]:
 def run_search(cwd: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
     result = run_module(
         "storygen.train",
-        *train_command(cwd, *SEARCH, *args)[3:],
+        *search_args(cwd, *SEARCH, *args),
         cwd=cwd,
         timeout=900,
         env=extra_env,
@@ -235,7 +240,7 @@ def test_each_search_names_keys_its_model_has(tmp_path, search, model):
 def test_a_search_over_a_missing_key_stops_before_any_trial(tmp_path):
     result = run_module(
         "storygen.train",
-        *train_command(tmp_path, *SEARCH, "model.optimizer.lrr=interval(1e-5,1e-3)")[3:],
+        *search_args(tmp_path, *SEARCH, "model.optimizer.lrr=interval(1e-5,1e-3)"),
         cwd=tmp_path,
         timeout=300,
     )
