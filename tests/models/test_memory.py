@@ -78,8 +78,8 @@ def measured_peak(model, batch_size: int, seq_len: int, tmp_path) -> int:
     step()
     state = [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
     persistent = live_bytes([*backbone.parameters(), *backbone.buffers(), *state])
-    # tensors in garbage cycles (of this test or earlier ones in the process) must not be
-    # freed during the measured step: each free lowers the running total the peak is read from
+    # no garbage collection inside the measured step: one that happened to free tensors there
+    # would lower the running total the peak is read from, by when the collector ran
     gc.collect()
     gc.disable()
     try:
