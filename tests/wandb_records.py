@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,20 @@ HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
-def wandb_records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
+def wandb_records(path: Path, timeout_s: float = 60) -> list[wandb_internal_pb2.Record]:
+    """The records of a finished run. W&B's service process writes the file, and it may still
+    be writing the last ones when `wandb.finish()` has returned in a run trained in-process:
+    read until the run's exit record is there."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = list(_written_records(path))
+        if any(record.WhichOneof("record_type") == "exit" for record in records):
+            return records
+        assert time.monotonic() < deadline, f"{path} has no exit record: the run did not finish"
+        time.sleep(0.2)
+
+
+def _written_records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
     data = path.read_bytes()
     assert data[:4] == b":W&B", f"{path} is not a W&B run file"
     position, pending = HEADER, b""
@@ -34,6 +48,8 @@ def wandb_records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
         if kind == 0 and length == 0:  # zero fill at the end of a block
             position += left
             continue
+        if position + HEADER + length > len(data):
+            return  # a chunk the writer has not finished
         chunk = data[position + HEADER : position + HEADER + length]
         assert zlib.crc32(bytes([kind]) + chunk) == checksum, f"bad chunk at {position}"
         position += HEADER + length
