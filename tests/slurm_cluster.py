@@ -104,7 +104,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={munge_socket},cred_expire=10
+# a requeued job starts again cred_expire + 1 s after it ended; 5 s is SLURM's least
+AuthInfo=socket={munge_socket},cred_expire=5
 StateSaveLocation={self.root / "state"}
 SlurmdSpoolDir={self.root / "spool"}
 SlurmctldPidFile={self.root / "slurmctld.pid"}
