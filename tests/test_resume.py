@@ -25,7 +25,7 @@ from omegaconf import open_dict
 
 from storygen.run.errors import StorygenError
 from storygen.train import train
-from tests.conftest import ROOT, TINY_RUN, compose_config
+from tests.conftest import ROOT, TINY_RUN, compose_config, run_module
 from tests.wandb_records import wandb_history
 
 # 48 stories in batches of 8: 6 steps an epoch, 12 in the two epochs every case trains. Cut at
@@ -242,10 +242,7 @@ def test_each_epoch_of_a_stream_has_its_own_order(tmp_path):
 
 def test_sigterm_to_a_training_process_saves_and_the_next_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "storygen.train",
+    args = [
         *RESUMABLE_RUN,
         "trainer.max_steps=400",
         "trainer.max_epochs=-1",
@@ -254,6 +251,7 @@ def test_sigterm_to_a_training_process_saves_and_the_next_run_resumes(tmp_path):
         f"hydra.run.dir={run_dir}",
         "test=false",
     ]
+    command = [sys.executable, "-m", "storygen.train", *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     output = tmp_path / "output.txt"
     with output.open("w") as sink:
@@ -272,12 +270,13 @@ def test_sigterm_to_a_training_process_saves_and_the_next_run_resumes(tmp_path):
     assert 0 < stopped_at["global_step"] < 400
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
 
-    resumed = subprocess.run(
-        [*command, "ckpt_path=last", "trainer.max_steps=" + str(stopped_at["global_step"] + 3)],
+    # the same command again (forked: receiving the signal was the fresh process's part)
+    resumed = run_module(
+        "storygen.train",
+        *args,
+        "ckpt_path=last",
+        "trainer.max_steps=" + str(stopped_at["global_step"] + 3),
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]

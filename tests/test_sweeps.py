@@ -6,9 +6,7 @@ tests/test_optuna.py.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -48,13 +46,7 @@ def run_json(job_dir: Path) -> dict:
 
 
 def compare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "storygen.compare", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    return run_module("storygen.compare", *args, cwd=ROOT, timeout=300)
 
 
 def test_a_2x2_sweep_gives_four_runs_in_one_wandb_group_and_a_report(tmp_path):
