@@ -115,7 +115,9 @@ def test_each_ddp_rank_streams_its_own_share_of_the_stories_and_repeats_it(tmp_p
         assert sorted(second_pass) == sorted(first_pass)  # a share never runs dry
         shares.append(first_pass)
     assert not set(shares[0]) & set(shares[1])
-    assert sorted(shares[0] + shares[1]) == train_rows(prepared(corpus, streaming=True))
+    # the whole stream's rows are the unstreamed split's (the test above), read here without
+    # streaming: datasets sleeps 5 s each time a streamed parquet reader ends (arrow#45214)
+    assert sorted(shares[0] + shares[1]) == train_rows(prepared(corpus, streaming=False))
 
 
 def test_blank_hub_stories_are_skipped_and_counted_streamed_or_not(tmp_path, caplog):
