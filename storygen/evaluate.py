@@ -29,7 +29,13 @@ from storygen.metrics.plots import plot_lengths
 from storygen.metrics.rouge import as_conventions
 from storygen.metrics.scoring import generate_and_score, story_records, write_generations
 from storygen.models.module import count_target_tokens, model_inputs
-from storygen.models.trained import check_exists, load_for_generation, saved_run_config
+from storygen.models.trained import (
+    check_exists,
+    load_for_generation,
+    precision_plugin,
+    run_precision,
+    saved_run_config,
+)
 from storygen.run.errors import StorygenError, exit_on_user_error
 
 log = logging.getLogger(__name__)
@@ -79,22 +85,25 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, 
         raise StorygenError(
             f"split={cfg.split!r} is not known; use split=validation or split=test."
         )
+    precision = precision_plugin(run_precision(cfg.ckpt_path, cfg.precision))
     backbone, tokenizer = load_for_generation(cfg.ckpt_path, cfg.model, cfg.base_model)
+    backbone = precision.convert_module(backbone)
     datamodule = instantiate(data_config(cfg, overrides), tokenizer=tokenizer)
     datamodule.setup()
     loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
     prompts = datamodule.story_prompts(cfg.split, cfg.num_prompts)
-    stories, metrics = generate_and_score(
-        backbone,
-        tokenizer,
-        prompts,
-        instantiate(cfg.generation),
-        max_length=datamodule.story_format.max_length,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        rouge=as_conventions(cfg.get("rouge")),
-    )
-    metrics["loss"] = mean_loss(backbone, loader)
+    with precision.forward_context():  # as the run's test stage generated and scored
+        stories, metrics = generate_and_score(
+            backbone,
+            tokenizer,
+            prompts,
+            instantiate(cfg.generation),
+            max_length=datamodule.story_format.max_length,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            rouge=as_conventions(cfg.get("rouge")),
+        )
+        metrics["loss"] = mean_loss(backbone, loader)
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_generations(out_dir / "generations.jsonl", story_records(prompts, stories))

@@ -267,6 +267,25 @@ def test_evaluate_with_an_unknown_split(trained_run: TrainedRun, tmp_path, capsy
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    ("entry", "args"),
+    [("evaluate", []), ("generate", ["prompt=Once"])],
+    ids=["evaluate", "generate"],
+)
+def test_an_unknown_precision_is_refused_before_the_model_loads(
+    entry, args, trained_run: TrainedRun, tmp_path, capsys
+):
+    code, stderr = run_entry(
+        getattr(storygen, entry),
+        [f"ckpt_path={trained_run.last_checkpoint}", "precision=fp8", *args],
+        tmp_path,
+        capsys,
+        config_name=entry,
+    )
+    assert code == 2
+    assert_one_error_line(stderr, "error: precision=fp8 is not known; use 32-true, bf16-mixed")
+
+
 @pytest.mark.parametrize("content", [None, "\n  \n\t\n"], ids=["missing", "blank"])
 def test_generate_with_a_missing_or_blank_prompts_file(
     content, trained_run: TrainedRun, tmp_path, capsys

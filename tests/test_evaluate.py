@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from tests.conftest import TINY_RUN, compose_config, run_module
@@ -48,6 +50,14 @@ def best_checkpoint(run_dir: Path) -> Path:
     return best
 
 
+def assert_same_test_metrics(evaluated: dict, run_metrics: dict) -> None:
+    """evaluate's metrics are the run's test/* metrics, up to the float32 the trainer logs in."""
+    stage = {key.removeprefix("test/"): v for key, v in run_metrics.items() if "test/" in key}
+    assert stage.keys() - {"ppl"} == evaluated.keys(), (stage.keys(), evaluated.keys())
+    for name, value in evaluated.items():
+        assert float(np.float32(value)) == stage[name], (name, value, stage[name])
+
+
 def test_evaluate_agrees_with_the_runs_own_test_stage(trained_run, tmp_path):
     """Same checkpoint, prompts, cap, batch size and seed: the same loss and story metrics, up
     to the float32 the trainer logs in."""
@@ -56,10 +66,7 @@ def test_evaluate_agrees_with_the_runs_own_test_stage(trained_run, tmp_path):
     )
     metrics = json.loads((out_dir / "metrics.json").read_text())
     trained = json.loads((trained_run / "run.json").read_text())["metrics"]
-    stage = {key.removeprefix("test/"): value for key, value in trained.items() if "test/" in key}
-    assert stage.keys() - {"ppl"} == metrics.keys(), (stage.keys(), metrics.keys())
-    for name, value in metrics.items():
-        assert float(np.float32(value)) == stage[name], (name, value, stage[name])
+    assert_same_test_metrics(metrics, trained)
 
     generated = [json.loads(line) for line in (out_dir / "generations.jsonl").open()]
     in_training = [json.loads(line) for line in (trained_run / "generations/test.jsonl").open()]
@@ -71,6 +78,35 @@ def test_evaluate_agrees_with_the_runs_own_test_stage(trained_run, tmp_path):
     assert metrics["gen_truncated"] == cut
     assert {"val/gen_truncated", "val/gen_cap"} <= trained.keys()
     assert (out_dir / "lengths.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_scores_in_the_precision_the_runs_test_stage_ran_in(
+    trained_run, tmp_path, monkeypatch
+):
+    """A GPU run tests under bf16 autocast, and evaluate must score it so, not in fp32. bf16
+    autocast on the CPU stands in for the GPU: the test stage runs in-process, past the check
+    that keeps bf16 training off a CPU (scoring alone is quick)."""
+    import storygen.train
+
+    monkeypatch.setattr(storygen.train, "check_precision", lambda trainer: None)
+    checkpoint = best_checkpoint(trained_run)
+    test_only = [*RUN, "train=false", f"ckpt_path={checkpoint}", "trainer.precision=bf16-mixed"]
+    in_bf16 = storygen.train.train(compose_config(test_only, tmp_path / "bf16"))
+    in_fp32 = json.loads((trained_run / "run.json").read_text())["metrics"]
+    assert in_bf16["test/loss"] != in_fp32["test/loss"]  # so the precision shows
+
+    # the run's dir as a GPU run leaves it: trainer.precision=bf16-mixed in its saved config
+    gpu_run = tmp_path / "gpu-run"
+    shutil.copytree(trained_run, gpu_run)
+    saved = OmegaConf.load(gpu_run / ".hydra" / "config.yaml")
+    saved.trainer.precision = "bf16-mixed"
+    OmegaConf.save(saved, gpu_run / ".hydra" / "config.yaml")
+    ckpt = f"ckpt_path={gpu_run / 'checkpoints' / checkpoint.name}"
+    # its own precision by default; another when asked for
+    for name, args, expected in ("own", [], in_bf16), ("fp32", ["precision=32-true"], in_fp32):
+        (tmp_path / name).mkdir()
+        out_dir = evaluate(ckpt, "num_prompts=8", "batch_size=4", *args, cwd=tmp_path / name)
+        assert_same_test_metrics(json.loads((out_dir / "metrics.json").read_text()), expected)
 
 
 def test_a_data_override_merges_onto_the_runs_data(trained_run, tmp_path):

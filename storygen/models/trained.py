@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.precision import HalfPrecision, MixedPrecision, Precision
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import (
     AutoModelForCausalLM,
@@ -19,7 +20,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from storygen.environment.devices import enable_tf32, half_dtype
+from storygen.environment.devices import default_precision, enable_tf32, half_dtype
 from storygen.models.loader import load_adapter, prepare_tokenizer
 from storygen.run.errors import StorygenError
 
@@ -86,3 +87,35 @@ def on_gpu_if_any(backbone: PreTrainedModel) -> PreTrainedModel:
     if not getattr(backbone, "is_loaded_in_4bit", False):
         return backbone.to("cuda")
     return backbone
+
+
+# the short names Lightning also accepts for trainer.precision
+PRECISION_NAMES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def run_precision(ckpt_path: str, requested: str | None) -> str:
+    """The precision to score and generate in, so that evaluate gives the numbers of the run's
+    own test stage (bf16 autocast on a GPU, not fp32): the one asked for, else the
+    `trainer.precision` of the checkpoint's run, else this machine's default (an export)."""
+    if requested is not None:
+        return str(requested)
+    path = check_exists(ckpt_path)
+    run_cfg = saved_run_config(path) if path.is_file() else None
+    saved = OmegaConf.select(run_cfg, "trainer.precision") if run_cfg is not None else None
+    return str(saved) if saved is not None else default_precision()
+
+
+def precision_plugin(precision: str) -> Precision:
+    """Lightning's plugin for a precision: its `convert_module` and `forward_context` are the
+    cast and the autocast the run's test stage ran the model under."""
+    name = PRECISION_NAMES.get(precision, precision)
+    if name in ("bf16-mixed", "16-mixed"):
+        return MixedPrecision(name, "cuda" if torch.cuda.is_available() else "cpu")
+    if name in ("bf16-true", "16-true"):
+        return HalfPrecision(name)
+    if name == "32-true":
+        return Precision()
+    raise StorygenError(
+        f"precision={precision} is not known; use 32-true, bf16-mixed, 16-mixed, bf16-true or "
+        "16-true, or leave it null for the precision the checkpoint's run tested in."
+    )
