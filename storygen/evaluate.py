@@ -29,13 +29,7 @@ from storygen.metrics.plots import plot_lengths
 from storygen.metrics.rouge import as_conventions
 from storygen.metrics.scoring import generate_and_score, story_records, write_generations
 from storygen.models.module import count_target_tokens, model_inputs
-from storygen.models.trained import (
-    check_exists,
-    load_for_generation,
-    precision_plugin,
-    run_precision,
-    saved_run_config,
-)
+from storygen.models.trained import check_exists, load_for_generation, saved_run_config
 from storygen.run.errors import StorygenError, exit_on_user_error
 
 log = logging.getLogger(__name__)
@@ -85,9 +79,9 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, 
         raise StorygenError(
             f"split={cfg.split!r} is not known; use split=validation or split=test."
         )
-    precision = precision_plugin(run_precision(cfg.ckpt_path, cfg.precision))
-    backbone, tokenizer = load_for_generation(cfg.ckpt_path, cfg.model, cfg.base_model)
-    backbone = precision.convert_module(backbone)
+    backbone, tokenizer, precision = load_for_generation(
+        cfg.ckpt_path, cfg.model, cfg.base_model, cfg.precision
+    )
     datamodule = instantiate(data_config(cfg, overrides), tokenizer=tokenizer)
     datamodule.setup()
     loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()

@@ -20,7 +20,7 @@ from transformers import TextStreamer
 from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.shutdown import exit_quickly
 from storygen.models.generation import encode_prompts
-from storygen.models.trained import load_for_generation, precision_plugin, run_precision
+from storygen.models.trained import load_for_generation
 from storygen.run.errors import StorygenError, exit_on_user_error
 
 
@@ -74,11 +74,12 @@ def main(cfg: DictConfig) -> None:
                 "generation.max_new_tokens=null sizes stories by reference stories, and generate "
                 "has none; set a number (e.g. generation.max_new_tokens=200)."
             )
-        precision = precision_plugin(run_precision(cfg.ckpt_path, cfg.precision))
-        backbone, tokenizer = load_for_generation(cfg.ckpt_path, cfg.model, cfg.base_model)
+        backbone, tokenizer, precision = load_for_generation(
+            cfg.ckpt_path, cfg.model, cfg.base_model, cfg.precision
+        )
         with precision.forward_context():
             stream_stories(
-                precision.convert_module(backbone),
+                backbone,
                 tokenizer,
                 prompts,
                 cfg.prompt_template,

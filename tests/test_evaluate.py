@@ -172,7 +172,9 @@ def test_generate_prints_the_models_new_text(trained_run, tmp_path):
     _, first, second = result.stdout.split("--- story ")
     assert "--- story 3 ---" not in result.stdout
 
-    backbone, tokenizer = load_for_generation(ckpt, compose_config([], tmp_path, "generate").model)
+    backbone, tokenizer, _ = load_for_generation(
+        ckpt, compose_config([], tmp_path, "generate").model
+    )
     for printed, prompt in ((first, "Once upon a time, a cat sat."), (second, "The dog ran.")):
         encoded = encode_prompts(tokenizer, [prompt])
         output = backbone.generate(

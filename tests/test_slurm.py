@@ -18,8 +18,9 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from tests.conftest import ROOT, TINY_RUN, run_module
+from tests.conftest import ROOT, TINY_RUN
 from tests.slurm_cluster import SlurmCluster, start_slurm_cluster  # noqa: F401 (fixture)
+from tests.test_sweeps import compare
 
 # one SLURM cluster per test process: under xdist every SLURM test runs in the same worker
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
@@ -156,7 +157,7 @@ def test_a_sweep_runs_each_job_as_a_slurm_job_with_its_own_run(slurm_cluster, tm
         assert len(list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))) == 1
         assert "Starting with JobEnvironment(job_id=" in job_log(sweep_dir, job)
 
-    report = run_module("storygen.compare", str(sweep_dir), cwd=ROOT, timeout=300)
+    report = compare(str(sweep_dir))
     assert report.returncode == 0, report.stderr
     table = (sweep_dir / "compare" / "report.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "completed" in line]

@@ -61,12 +61,24 @@ def load_trained_model(ckpt_path: str, model_cfg: DictConfig):
 
 
 def load_for_generation(
-    ckpt_path: str, model_cfg: DictConfig, base_model: str | None = None
+    ckpt_path: str,
+    model_cfg: DictConfig,
+    base_model: str | None = None,
+    precision: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Precision]:
+    """Backbone and tokenizer from a Lightning checkpoint or an exported HF directory, the
+    backbone cast for `precision` (null: the run's, see `run_precision`), and that precision's
+    plugin: generate and score under its `forward_context()`, as the run's test stage did."""
+    plugin = precision_plugin(run_precision(ckpt_path, precision))  # refused before the load
+    backbone, tokenizer = _load_backbone(check_exists(ckpt_path), model_cfg, base_model)
+    return plugin.convert_module(backbone), tokenizer, plugin
+
+
+def _load_backbone(
+    path: Path, model_cfg: DictConfig, base_model: str | None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Backbone and tokenizer from a Lightning checkpoint or an exported HF directory."""
-    path = check_exists(ckpt_path)
     if path.is_file():
-        model = load_trained_model(ckpt_path, model_cfg)
+        model = load_trained_model(str(path), model_cfg)
         return on_gpu_if_any(model.backbone), model.tokenizer
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
     # half precision on a GPU: a 7B model's fp32 weights alone (29 GB) would not fit most cards
