@@ -16,13 +16,19 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import IterableDataset
-from lightning.fabric.utilities.data import _set_sampler_epoch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from storygen.callbacks.lightning_internals import (
+    check_lightning_internals,
+    end_restart,
+    restart_train_iterator,
+    set_sampler_epoch,
+    stop_after_this_step,
+    train_loaders,
+)
 from storygen.run.errors import StorygenError
 
 log = logging.getLogger(__name__)
@@ -89,8 +95,7 @@ class InterruptionCheckpoint(Callback):
         if trainer.world_size > 1:  # every rank must stop (and save) together
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
-            # Lightning's clean exit: raised once this step's metrics are logged
-            trainer._signal_connector.received_sigterm = True
+            stop_after_this_step(trainer)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException):
         if isinstance(exception, SIGTERMException) and self.saved_step != trainer.global_step:
@@ -169,6 +174,10 @@ class TrainLoaderResume(Callback):
         self.saved_positions: list[dict] | None = None
         self.saved_after_epoch_end = False
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":  # before any model step: a resume must not go inexact unnoticed
+            check_lightning_internals(trainer)
+
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict):
         fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
         self.saved_positions = fit_loop.get("state_dict", {}).get("combined_loader", [])
@@ -191,7 +200,7 @@ class TrainLoaderResume(Callback):
         elif self.saved_after_epoch_end:
             start_next_epoch(trainer)
         self.saved_positions = None
-        iter(trainer.fit_loop._data_fetcher)
+        restart_train_iterator(trainer)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         set_loader_epoch(trainer, trainer.fit_loop.epoch_progress.current.processed)
@@ -200,11 +209,8 @@ class TrainLoaderResume(Callback):
 def start_next_epoch(trainer: Trainer) -> None:
     """Leave a resumed fit whose saved epoch had ended in the state an uninterrupted run is
     in before its next epoch (what Lightning does itself when `max_steps` is not set)."""
-    fit_loop = trainer.fit_loop
-    _Loop.restarting.fset(fit_loop, False)  # and every inner loop
-    for loop in (fit_loop, fit_loop.epoch_loop, fit_loop.epoch_loop.val_loop):
-        loop.reset_restart_stage()
-    epochs = fit_loop.epoch_progress
+    end_restart(trainer)
+    epochs = trainer.fit_loop.epoch_progress
     if epochs.current.completed < epochs.current.processed:  # saved in on_train_epoch_end
         epochs.increment_completed()
     for loader in train_loaders(trainer):  # Lightning may have given it the ended position
@@ -212,15 +218,10 @@ def start_next_epoch(trainer: Trainer) -> None:
             loader.next_iter_state = None
 
 
-def train_loaders(trainer: Trainer) -> list:
-    combined = trainer.fit_loop._combined_loader
-    return combined.flattened if combined is not None else []
-
-
 def set_loader_epoch(trainer: Trainer, epoch: int) -> None:
     """Lightning's own `set_epoch` on the samplers, and on a stream's dataset."""
     for loader in train_loaders(trainer):
-        _set_sampler_epoch(loader, epoch)
+        set_sampler_epoch(loader, epoch)
         if isinstance(getattr(loader, "dataset", None), IterableDataset):
             loader.dataset.set_epoch(epoch)
 
