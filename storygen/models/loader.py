@@ -191,7 +191,7 @@ def build_backbone(
         )
         keep_one_4bit_layout_on_cpu(model)
     elif gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
+        enable_activation_checkpointing(model, checkpointing)
     if gradient_checkpointing:
         model.config.use_cache = False
 
@@ -203,6 +203,15 @@ def build_backbone(
     # from_pretrained hands back eval mode, and Lightning keeps each module's mode through
     # fit: without this, GPT-2's dropout would stay off for the whole fine-tune.
     return model.train()
+
+
+def enable_activation_checkpointing(model: PreTrainedModel, kwargs: dict) -> None:
+    """transformers 5.23 renamed `gradient_checkpointing_enable`; a GPU image's 5.17 has only
+    the old name, which later releases deprecate."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def keep_one_4bit_layout_on_cpu(model: PreTrainedModel) -> None:
