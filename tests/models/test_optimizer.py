@@ -121,3 +121,13 @@ def test_inspect_accounts_torch_adamw_at_two_fp32_moments(tmp_path):
     architecture = instantiate(cfg.model.backbone.architecture)
     shape = training_shape(cfg, architecture, build_skeleton(architecture))
     assert shape.optimizer_bytes_per_param == 8.0 and not shape.paged_optimizer
+
+
+@pytest.mark.parametrize("model", ["gpt2", "gpt2_tiny", "mistral_lora", "mistral_tiny_lora"])
+def test_the_optimizer_gets_plain_python_values(model, tmp_path):
+    """No OmegaConf container reaches the optimizer: torch before 2.7 keeps `betas` as given,
+    in every checkpoint, and a resume loads checkpoints with weights_only=True, which refuses
+    a ListConfig."""
+    optimizer = instantiate(compose_config([f"model={model}"], tmp_path).model.optimizer)
+    values = [*optimizer.args, *optimizer.keywords.values()]
+    assert not [v for v in values if type(v).__module__.startswith("omegaconf")], values
