@@ -6,6 +6,11 @@ there, so `ckpt_path` alone is enough; otherwise from the `model=` given on the 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the imports: a dependency out of range is one line
+    from storygen.environment.versions import exit_on_unsupported_versions
+
+    exit_on_unsupported_versions()
+
 from pathlib import Path
 
 import hydra

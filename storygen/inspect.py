@@ -6,6 +6,11 @@ so nothing is downloaded and nothing is allocated; LoRA is applied for real by p
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the imports: a dependency out of range is one line
+    from storygen.environment.versions import exit_on_unsupported_versions
+
+    exit_on_unsupported_versions()
+
 import warnings
 from collections.abc import Callable
 

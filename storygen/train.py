@@ -6,9 +6,12 @@ Compose the config (conf/train.yaml), instantiate model -> data -> callbacks -> 
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # tcmalloc for CPU runs; LD_PRELOAD acts only at process start
+if __name__ == "__main__":  # before the imports: a dependency out of range is one line, and
+    # tcmalloc for CPU runs (LD_PRELOAD acts only at process start)
     from storygen.environment.allocator import preload_fast_allocator
+    from storygen.environment.versions import exit_on_unsupported_versions
 
+    exit_on_unsupported_versions()
     preload_fast_allocator()
 
 import logging

@@ -9,6 +9,11 @@ its study's trials and plots) into `<sweep>/compare/` or `--out`; with `--study`
 written.
 """
 
+if __name__ == "__main__":  # before the imports: a dependency out of range is one line
+    from storygen.environment.versions import exit_on_unsupported_versions
+
+    exit_on_unsupported_versions()
+
 import argparse
 import logging
 from pathlib import Path
