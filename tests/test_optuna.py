@@ -125,6 +125,7 @@ def test_a_killed_search_continues_with_the_same_command(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 def test_a_lagging_trial_is_pruned_and_recorded_as_pruned(tmp_path):
     url = f"sqlite:///{tmp_path}/study.db"
     study = optuna.create_study(study_name="gpt2_search", storage=url)

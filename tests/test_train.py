@@ -190,8 +190,12 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_quickstart_runs_offline_and_the_loss_falls(tmp_path):
-    result = run_cli("experiment=quickstart", f"paths.root_dir={tmp_path}", cwd=ROOT)
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    "overrides", [(), ("model.backbone.gradient_checkpointing=true",)], ids=["", "checkpointed"]
+)
+def test_quickstart_runs_offline_and_the_loss_falls(overrides, tmp_path):
+    result = run_cli("experiment=quickstart", *overrides, f"paths.root_dir={tmp_path}", cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     first, last = map(

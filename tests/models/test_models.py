@@ -46,6 +46,7 @@ def test_inspect_reports_the_unquantized_total(tmp_path):
     assert "unquantized all params: 7,283,675,136 (7,241,732,096 base + 41,943,040 adapter)" in text
 
 
+@pytest.mark.smoke
 def test_tiny_mistral_is_really_4bit_and_lora_training_lowers_the_loss(tmp_path):
     model = instantiate(compose_config(TINY_MISTRAL, tmp_path).model)
     backbone = model.backbone
@@ -290,6 +291,7 @@ def test_fused_adamw_clips_gradients_like_the_default_adamw(precision, tmp_path)
     assert max((unclipped[n] - w).abs().max().item() for n, w in default.items()) > 1e-4
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("overrides", [TINY_RUN, TINY_MISTRAL], ids=["gpt2", "mistral-qlora"])
 def test_gradient_checkpointing_is_non_reentrant_and_gives_the_same_gradients(overrides, tmp_path):
     cfg = compose_config(overrides, tmp_path)
