@@ -1,4 +1,9 @@
-"""A CSV logger that continues a resumed run's `metrics.csv` instead of replacing it."""
+"""A CSV logger that continues a resumed run's `metrics.csv` instead of replacing it.
+
+It overrides and reads private names of Lightning's CSV writer and logger; the Lightning
+releases they were read from, and the check that they still exist, are in
+`callbacks/lightning_internals.py`.
+"""
 
 from __future__ import annotations
 
