@@ -34,9 +34,11 @@
 # only benchmarks/gpu_image.txt's packages at its versions plus the image's unread-version ones
 # (torch 2.11.0 from the registry is a CUDA build; it runs on the CPU), reused while its `pip
 # freeze` is unchanged; then --guard; then the tree copied as the device run copies it (tracked
-# and untracked-not-ignored files, plus .whl/) and this script run there with that venv's
-# python3, a fresh HOME, no network caches, and tiny shapes on the CPU. Ends with the step
-# summary, the size of what travels and the files under $OUT.
+# and untracked-not-ignored files, plus .whl/) and this script run there with a hard-linked
+# copy of that venv as python3 (step 0 installs into it, the venv stays bare), a fresh HOME
+# (no caches), and tiny shapes in fp32 on the CPU. Ends with the step summary and the files
+# under $OUT (GPU_CHECK_SIM_DIR keeps them; default a new /tmp/storygen-gpu-sim.*). Step
+# names after --simulate simulate a rerun of those steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEPS=(ready gpt2 qlora_7b peer fused train_eval cuda_tests)
@@ -58,11 +60,10 @@ travelling_files() {
 }
 
 guard() {
-    local bytes whl total budget=0
+    local bytes whl budget=0
     [[ -d .whl ]] || { echo "guard: no .whl/ (bash benchmarks/gpu_wheels.sh)"; return 1; }
     bytes=$(travelling_files | du -cb --files0-from=- | tail -1 | cut -f1)
     whl=$(du -sb .whl | cut -f1)
-    total=$((bytes / 1048576))
     for step in "${STEPS[@]}"; do budget=$((budget + BUDGET[$step])); done
     echo "guard: tree $(((bytes - whl) / 1048576)) MiB + .whl/ $((whl / 1048576)) MiB =" \
         "$(awk "BEGIN {printf \"%.1f\", $bytes / 1048576}") MiB (limit $MAX_MIB);" \

@@ -11,7 +11,8 @@ them; on a GPU, CUDA, an nf4 `Linear4bit` matmul against its dequantized weight 
 8-bit AdamW step. `ok` is false and `error` says what failed at the first failure; the file
 is rewritten after each group, so a hang still leaves what passed. Also recorded: the
 distributions' versions, `pip check`'s report (informative: the carried wheels install with
---no-deps), and whether anything imported wandb (nothing should: the steps log to CSV).
+--no-deps), the C compiler Triton would use, and whether anything imported wandb (nothing
+should: the steps log to CSV).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -194,6 +196,9 @@ def main() -> None:
         finally:
             save()
     report["versions"] = {name: installed(name) for name in DISTRIBUTIONS}
+    # Triton (the fused-loss kernels) builds a small C launcher at first use: no compiler, no
+    # liger or cce, which the fused step would then report
+    report["c_compiler"] = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     report["wandb_imported"] = "wandb" in sys.modules
     check = subprocess.run(
         [sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=60
