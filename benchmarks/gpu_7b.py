@@ -33,7 +33,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is import
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# benchmarks/ (gpu.py, mistral_init.py) and the repository root (tests.conftest)
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 from gpu import (  # noqa: E402
     CPU_QLORA,
     ROOT,
