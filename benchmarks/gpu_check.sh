@@ -11,16 +11,16 @@
 #
 # Steps, each under a fixed budget (s; 420 in all, so a rerun of a failed step still fits the
 # 15 device minutes), in the order the project needs their numbers:
-#   ready       30  install .whl/ (pip --no-index --no-deps, from that folder alone), import
+#   ready       45  install .whl/ (pip --no-index --no-deps, from that folder alone), import
 #                   every module the steps need (benchmarks/gpu_ready.py); the check ends here
 #                   if that fails, the reason in 0_ready.json
-#   gpt2        35  GPT-2 small full fine-tuning, 16 x 1024: tokens/s, MFU against the matmul
+#   gpt2        30  GPT-2 small full fine-tuning, 16 x 1024: tokens/s, MFU against the matmul
 #                   peak measured in the same run and against the datasheet's (benchmarks/gpu.py)
-#   qlora_7b   120  Mistral-7B's shape in QLoRA through storygen at batch 2 and 8 x 512: tokens/s,
+#   qlora_7b   115  Mistral-7B's shape in QLoRA through storygen at batch 2 and 8 x 512: tokens/s,
 #                   peak memory against storygen.inspect's estimate (benchmarks/gpu_7b.py)
 #   peer        65  the same QLoRA step in a plain transformers + peft + bitsandbytes loop on the
 #                   same batches and init: tokens/s, memory, storygen/peer (benchmarks/gpu_peer.py)
-#   fused       60  model.fused_loss=liger|cce: loss and gradients against the plain loss, tokens/s
+#   fused       55  model.fused_loss=liger|cce: loss and gradients against the plain loss, tokens/s
 #                   and peak memory on GPT-2 small (benchmarks/gpu_fused.py)
 #   train_eval  75  `python -m storygen.train` end to end (Mistral, real width, 2 layers, bf16),
 #                   then `python -m storygen.evaluate` on its checkpoint against the run's own
@@ -42,7 +42,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEPS=(ready gpt2 qlora_7b peer fused train_eval cuda_tests)
-declare -A BUDGET=([ready]=30 [gpt2]=35 [qlora_7b]=120 [peer]=65 [fused]=60 [train_eval]=75
+declare -A BUDGET=([ready]=45 [gpt2]=30 [qlora_7b]=115 [peer]=65 [fused]=55 [train_eval]=75
     [cuda_tests]=35)
 OUT_FILES=(0_ready.json 1_results.jsonl 2_summary.txt 3_check.log)
 MAX_MIB=60
