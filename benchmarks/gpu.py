@@ -1,6 +1,7 @@
 """GPU training throughput: GPT-2 small full fine-tuning and a ~1B Mistral QLoRA, through storygen.
 
     python benchmarks/gpu.py [--out PATH] [--gpt2-steps 30] [--qlora-steps 15] [--warmup-steps 5]
+    python benchmarks/gpu.py --runs gpt2 --jsonl $OUT/1_results.jsonl   # benchmarks/gpu_check.sh
     python benchmarks/gpu.py --cpu      # fp32, shrunken sizes: checks the script in a minute
 
 Both runs go through storygen's real path: the composed conf/ tree (`model=gpt2` and
@@ -14,13 +15,15 @@ intermediate 5632, 16 layers, 32 heads, 8 KV heads, vocab 32000: ~0.85B paramete
 Reported per run: tokens/s over the steps after the warm-up; MFU: model FLOPs (6 x matmul
 weights per token when trained, 4 x when frozen, + 12 x layers x width x context for
 attention; gradient checkpointing's recompute not counted) over the card's dense bf16
-matmul peak measured here on an 8192^3 torch.matmul; peak memory from
+matmul peak measured here on an 8192^3 torch.matmul, and over the card's datasheet bf16 dense
+peak where it is known (`mfu_datasheet`: H100 and H200 SXM, 989 TFLOP/s); peak memory from
 torch.cuda.max_memory_allocated and max_memory_reserved, the device memory in use at the end
 (mem_get_info: adds the CUDA context), and the optimizer state counted tensor by tensor, paged
 8-bit AdamW state apart (unified memory, outside torch's allocator); with --cpu: the
 process's peak RSS so far, fp32 peak.
 Writes a JSON file: --out, else $OUT/gpu.json where $OUT is set, else
-benchmarks/results/gpu.json.
+benchmarks/results/gpu.json; with --jsonl, appends instead one JSON line per run as soon as
+it finishes (a later failure loses nothing measured before it).
 """
 
 from __future__ import annotations
@@ -87,6 +90,16 @@ MISTRAL = {
     ),
 }
 
+# A QLoRA config on the CPU: no CUDA for 8-bit paged AdamW; compute in fp32 there
+CPU_QLORA = [
+    "model.optimizer._target_=torch.optim.AdamW",
+    "model.backbone.quantization.bnb_4bit_compute_dtype=float32",
+]
+
+# Datasheet bf16 dense tensor-core peaks (TFLOP/s, without sparsity), by a word of the
+# device's name: NVIDIA's H100 SXM and H200 datasheets both say 989 (1,979 with sparsity).
+DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}
+
 # no checkpoint writers; story metrics only run at validation, which is off here
 DROPPED_CALLBACKS = ("model_checkpoint", "interruption", "story_metrics")
 
@@ -145,6 +158,20 @@ def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: int) -> f
         synchronize(device)
         times.append((time.perf_counter() - start) / (5 if device.type == "cuda" else 1))
     return 2 * size**3 / statistics.median(times[2:]) / 1e12
+
+
+def datasheet_peak_tflops(device_name: str) -> float | None:
+    """The datasheet bf16 dense peak of the named card, if it is one we know (None on a CPU:
+    no datasheet figure means anything there). An H100 PCIe (756) is not the SXM part."""
+    if "PCIe" in device_name:
+        return None
+    return next((peak for word, peak in DATASHEET_BF16_TFLOPS.items() if word in device_name), None)
+
+
+def append_line(path: str | Path, record: dict) -> None:
+    """One JSON line, appended and flushed at once: the device check's results file."""
+    with open(path, "a") as out:
+        out.write(json.dumps(record) + "\n")
 
 
 def synchronize(device: torch.device) -> None:
@@ -265,6 +292,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu", action="store_true", help="fp32 on the CPU, shrunken sizes")
     parser.add_argument("--out", help="JSON path (default $OUT/gpu.json or benchmarks/results/)")
+    parser.add_argument("--jsonl", help="append one JSON line per run here instead of --out")
+    parser.add_argument("--runs", nargs="+", choices=["gpt2", "qlora"], default=["gpt2", "qlora"])
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--gpt2-steps", type=int, default=30)
     parser.add_argument("--qlora-steps", type=int, default=15)
@@ -277,49 +306,43 @@ def main() -> None:
         or ROOT / "benchmarks" / "results" / "gpu.json"
     )
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    for message in ("does not have many workers", "loss_type=None", "treespec", "exists and is"):
-        warnings.filterwarnings("ignore", f".*{message}.*")
+    quiet_training_logs()
     setup_environment()
 
     kind = "cpu" if args.cpu else "gpu"
     device = torch.device("cpu" if args.cpu else "cuda")
     dtype, size = (torch.float32, 2048) if args.cpu else (torch.bfloat16, 8192)
     peak = matmul_peak_tflops(device, dtype, size)
+    device_name = "cpu" if args.cpu else torch.cuda.get_device_name()
+    datasheet = None if args.cpu else datasheet_peak_tflops(device_name)
     result: dict = {
-        "device": "cpu" if args.cpu else torch.cuda.get_device_name(),
+        "device": device_name,
         "cpu": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "matmul_peak_tflops": peak,
         "matmul_peak_dtype": str(dtype).removeprefix("torch."),
+        "datasheet_peak_tflops": datasheet,
     }
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="storygen-gpu-") as tmp:
-        batch, context, arch = GPT2[kind]
-        overrides = [f"model.backbone.architecture.{key}={value}" for key, value in arch.items()]
-        cfg = compose_run("gpt2", overrides, f"{tmp}/gpt2", args.cpu)
-        result["gpt2_full"] = train_run(
-            cfg, 50257, batch, context, args.warmup_steps, args.gpt2_steps, peak
-        )
-
-        batch, context, arch = MISTRAL[kind]
-        overrides = [f"model.backbone.architecture.{key}={value}" for key, value in arch.items()]
-        overrides.append(f"++model.backbone.init_dir={tmp}/mistral_init")
-        if args.cpu:  # 8-bit paged AdamW needs CUDA; the QLoRA compute dtype follows fp32
-            overrides += [
-                "model.optimizer._target_=torch.optim.AdamW",
-                "model.backbone.quantization.bnb_4bit_compute_dtype=float32",
-            ]
-        cfg = compose_run("mistral_lora", overrides, f"{tmp}/mistral", args.cpu)
-        result["mistral_qlora"] = train_run(
-            cfg, 32000, batch, context, args.warmup_steps, args.qlora_steps, peak
-        )
+        for name in args.runs:
+            if name == "gpt2":
+                run = "gpt2_full"
+                result[run] = gpt2_run(tmp, kind, args.warmup_steps, args.gpt2_steps, peak)
+            else:
+                run = "mistral_qlora"
+                result[run] = qlora_run(tmp, kind, args.warmup_steps, args.qlora_steps, peak)
+            if datasheet:
+                result[run]["mfu_datasheet"] = result[run]["model_tflops"] / datasheet
+            if args.jsonl:
+                head = {k: v for k, v in result.items() if k not in ("gpt2_full", "mistral_qlora")}
+                append_line(args.jsonl, {"step": run, **head, **result[run]})
     result["wall_s"] = time.perf_counter() - start
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    if not args.jsonl:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
     unit = "TFLOP/s"
     print(f"{result['device']}: {str(dtype).removeprefix('torch.')} matmul {peak:.3g} {unit}")
     print(
@@ -327,6 +350,8 @@ def main() -> None:
         f"{'reserved':>10}{'paged opt':>10}"
     )
     for name in ("gpt2_full", "mistral_qlora"):
+        if name not in result:
+            continue
         run = result[name]
         print(
             f"{name:<16}{run['tokens_per_s']:>11.0f}{run['step_s']:>9.3f}"
@@ -335,7 +360,37 @@ def main() -> None:
             f"{run.get('max_memory_reserved_bytes', 0) / 2**30:>10.2f}"
             f"{run['paged_optimizer_state_bytes'] / 2**30:>10.3f}"
         )
-    print(f"wrote {out} ({result['wall_s']:.0f} s)")
+    print(f"wrote {args.jsonl or out} ({result['wall_s']:.0f} s)")
+
+
+def quiet_training_logs() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    for message in ("does not have many workers", "loss_type=None", "treespec", "exists and is"):
+        warnings.filterwarnings("ignore", f".*{message}.*")
+
+
+def gpt2_run(
+    tmp: str, kind: str, warmup: int, steps: int, peak: float, overrides: list[str] = ()
+) -> dict:
+    """GPT-2 small (`model=gpt2`, random init) fully fine-tuned, or its --cpu shrinking."""
+    batch, context, arch = GPT2[kind]
+    overrides = [
+        *(f"model.backbone.architecture.{key}={value}" for key, value in arch.items()),
+        *overrides,
+    ]
+    cfg = compose_run("gpt2", overrides, f"{tmp}/gpt2", kind == "cpu")
+    return train_run(cfg, 50257, batch, context, warmup, steps, peak)
+
+
+def qlora_run(tmp: str, kind: str, warmup: int, steps: int, peak: float) -> dict:
+    batch, context, arch = MISTRAL[kind]
+    overrides = [f"model.backbone.architecture.{key}={value}" for key, value in arch.items()]
+    overrides.append(f"++model.backbone.init_dir={tmp}/mistral_init")
+    if kind == "cpu":  # 8-bit paged AdamW needs CUDA; the QLoRA compute dtype follows fp32
+        overrides += CPU_QLORA
+    cfg = compose_run("mistral_lora", overrides, f"{tmp}/mistral", kind == "cpu")
+    return train_run(cfg, 32000, batch, context, warmup, steps, peak)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 study's batch 2 and the config's batch 8 (x 512 tokens), against `storygen.inspect`'s estimate.
 
     python benchmarks/gpu_7b.py [--out PATH] [--batches 2 8] [--steps 8] [--warmup-steps 3]
+    python benchmarks/gpu_7b.py --keep-init DIR --jsonl $OUT/1_results.jsonl  # gpu_check.sh
     python benchmarks/gpu_7b.py --cpu     # a tiny Mistral in fp32 on the CPU: checks the script
 
 The model is conf/model/mistral_lora.yaml's architecture (hidden 4096, intermediate 14336, 32
@@ -11,7 +12,10 @@ layers, 32 heads, 8 KV heads, vocab 32000), random init written in bf16 straight
 quantized on the GPU while loading, LoRA r=16 on every projection, gradient checkpointing,
 paged 8-bit AdamW, bf16-mixed, Lightning, on fixed random batches. One model serves every
 batch size; peak statistics are reset before each. Writes JSON after each batch size (--out,
-else $OUT/gpu_7b.json, else benchmarks/results/gpu_7b.json).
+else $OUT/gpu_7b.json, else benchmarks/results/gpu_7b.json), or with --jsonl appends one JSON
+line per batch size as soon as it is measured. --keep-init DIR writes the random init there
+(or reuses one already there) and leaves it for benchmarks/gpu_peer.py, the plain loop on the
+same weights and batches.
 """
 
 from __future__ import annotations
@@ -29,8 +33,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is import
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu import ROOT, compose_run, matmul_peak_tflops, train_run  # noqa: E402
+# benchmarks/ (gpu.py, mistral_init.py) and the repository root (tests.conftest)
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+from gpu import (  # noqa: E402
+    CPU_QLORA,
+    ROOT,
+    append_line,
+    compose_run,
+    datasheet_peak_tflops,
+    matmul_peak_tflops,
+    train_run,
+)
 from mistral_init import save_mistral_init  # noqa: E402
 
 from storygen.environment.resolvers import setup_environment  # noqa: E402
@@ -52,10 +65,7 @@ def estimate(architecture_overrides: list[str], batch: int, context: int, cpu: b
         *[f"model.backbone.architecture.{item}" for item in architecture_overrides],
     ]
     if cpu:
-        overrides += [
-            "model.optimizer._target_=torch.optim.AdamW",
-            "model.backbone.quantization.bnb_4bit_compute_dtype=float32",
-        ]
+        overrides += CPU_QLORA
     cfg = compose_config(overrides, Path(tmp), config_name="inspect")
     architecture = instantiate(cfg.model.backbone.architecture)
     skeleton = build_skeleton(architecture, instantiate(cfg.model.backbone.lora))
@@ -74,6 +84,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--init-dir", help="where to write the random init (default: a temp dir)")
+    parser.add_argument("--keep-init", help="the random init's dir, reused if there, kept after")
+    parser.add_argument("--jsonl", help="append one JSON line per batch size here")
     args = parser.parse_args()
     if not args.cpu and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on a GPU machine, or pass --cpu")
@@ -88,24 +100,27 @@ def main() -> None:
     context = min(args.context, 128) if args.cpu else args.context
     device = "cpu" if args.cpu else "cuda"
     result: dict = {"device": "cpu" if args.cpu else torch.cuda.get_device_name()}
+    datasheet = None if args.cpu else datasheet_peak_tflops(result["device"])
 
     def write() -> None:
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        if not args.jsonl:
+            out.write_text(json.dumps(result, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory(prefix="storygen-7b-", dir=args.init_dir) as tmp:
         dtype = torch.float32 if args.cpu else torch.bfloat16
-        result["init"] = save_mistral_init(Path(tmp) / "init", architecture, device, dtype)
+        init = Path(args.keep_init or f"{tmp}/init")
+        if (init / "config.json").is_file():
+            result["init"] = {"dir": str(init), "reused": True}
+        else:
+            result["init"] = save_mistral_init(init, architecture, device, dtype)
         write()
         overrides = [
-            f"model.backbone.name_or_path={tmp}/init",
+            f"model.backbone.name_or_path={init}",
             "model.tokenizer._target_=storygen.models.loader.build_tokenizer",
-            f"+model.tokenizer.name_or_path={tmp}/init",
+            f"+model.tokenizer.name_or_path={init}",
         ]
         if args.cpu:
-            overrides += [
-                "model.optimizer._target_=torch.optim.AdamW",
-                "model.backbone.quantization.bnb_4bit_compute_dtype=float32",
-            ]
+            overrides += CPU_QLORA
         cfg = compose_run("mistral_lora", overrides, f"{tmp}/run", args.cpu)
         start = time.perf_counter()
         model = instantiate(cfg.model, tokenizer=instantiate(cfg.model.tokenizer))
@@ -127,8 +142,13 @@ def main() -> None:
             run["estimate_total_bytes"] = memory.total
             run["estimate_phase"] = memory.peak_phase
             run["measured_over_estimate"] = run["peak_memory_bytes"] / memory.peak_allocated
+            if datasheet:
+                run["mfu_datasheet"] = run["model_tflops"] / datasheet
             result[f"batch_{batch}"] = run
             write()
+            if args.jsonl:
+                head = {k: v for k, v in result.items() if not k.startswith("batch_")}
+                append_line(args.jsonl, {"step": "qlora_7b", **head, **run})
             print(
                 f"batch {batch} x {context}: {run['step_s']:.3f} s/step, "
                 f"{run['tokens_per_s']:.0f} tokens/s, MFU {run['mfu']:.1%}, peak "
@@ -138,7 +158,7 @@ def main() -> None:
                 f"{memory.peak_allocated / 2**30:.2f} GiB (total {memory.total / 2**30:.2f})",
                 flush=True,
             )
-    print(f"wrote {out}")
+    print(f"wrote {args.jsonl or out}")
 
 
 if __name__ == "__main__":

@@ -1,189 +1,231 @@
 #!/usr/bin/env bash
-# Everything a first GPU session should learn, in <= 9 minutes on one H200, nothing downloaded:
+# The first GPU device check: storygen's headline numbers on a bare, offline GPU machine, each
+# saved under $OUT as soon as it exists.
 #
-#   bash benchmarks/gpu_wheels.sh            # here, once: .whl/ (what the GPU image lacks)
-#   device run, carry [".whl"]:  bash benchmarks/gpu_check.sh
-#   bash benchmarks/gpu_check.sh --cpu       # tiny shapes on the CPU: proves the steps compose
+#   bash benchmarks/gpu_wheels.sh             # here, once: .whl/, what the GPU image lacks
+#   bash benchmarks/gpu_check.sh --guard      # here: what travels fits (tree + .whl/ <= 60 MiB,
+#                                             #   $OUT <= 8 files), else fail before sending
+#   bash benchmarks/gpu_check.sh --simulate   # here: the bare GPU image on the CPU (below)
+#   device run, carry [".whl"], timeout_s 480:  bash benchmarks/gpu_check.sh
+#   a rerun of failed steps, same carry:        bash benchmarks/gpu_check.sh STEP [STEP ...]
 #
-# Steps, most informative first, each writing under $OUT as it finishes (a timeout still
-# returns what ran): env.json (CUDA, bitsandbytes nf4 matmul and paged 8-bit AdamW on the
-# device, the precision resolvers); train.txt (the real `python -m storygen.train
-# model=mistral_lora trainer=gpu` on a local random-init Mistral of the real width and 2
-# layers, through config overrides only: validation generation, a checkpoint with paged
-# optimizer state, a resume from it, the adapter-only reload for test, export, generate from
-# the export); gpu_7b.json (the 7B shape at batch 2 and 8 x 512: s/step, tokens/s, memory
-# allocated/reserved/in use vs the inspect estimate); pytest.log and pytest.xml (`pytest
-# tests/models`, on the CPU beside the train steps);
-# gpu.json (benchmarks/gpu.py: GPT-2 small and a ~0.85B QLoRA). summary.txt has one line per
-# step (exit code, seconds); check.log everything printed.
+# Steps, each under a fixed budget (s; 420 in all, so a rerun of a failed step still fits the
+# 15 device minutes), in the order the project needs their numbers:
+#   ready       45  install .whl/ (pip --no-index --no-deps, from that folder alone), import
+#                   every module the steps need (benchmarks/gpu_ready.py); the check ends here
+#                   if that fails, the reason in 0_ready.json
+#   gpt2        30  GPT-2 small full fine-tuning, 16 x 1024: tokens/s, MFU against the matmul
+#                   peak measured in the same run and against the datasheet's (benchmarks/gpu.py)
+#   qlora_7b   115  Mistral-7B's shape in QLoRA through storygen at batch 2 and 8 x 512: tokens/s,
+#                   peak memory against storygen.inspect's estimate (benchmarks/gpu_7b.py)
+#   peer        65  the same QLoRA step in a plain transformers + peft + bitsandbytes loop on the
+#                   same batches and init: tokens/s, memory, storygen/peer (benchmarks/gpu_peer.py)
+#   fused       55  model.fused_loss=liger|cce: loss and gradients against the plain loss, tokens/s
+#                   and peak memory on GPT-2 small (benchmarks/gpu_fused.py)
+#   train_eval  75  `python -m storygen.train` end to end (Mistral, real width, 2 layers, bf16),
+#                   then `python -m storygen.evaluate` on its checkpoint against the run's own
+#                   test stage (benchmarks/gpu_train_eval.py)
+#   cuda_tests  35  the tests that skip or differ without CUDA
+# $OUT holds only: 0_ready.json, 1_results.jsonl (a JSON line per result, written as each
+# exists; a failed step adds one with its exit code and the end of its output), 2_summary.txt
+# (each step's exit code and seconds), 3_check.log (everything printed).
+#
+# --simulate: a fresh Python 3.12 venv (GPU_IMAGE_VENV, default /tmp/storygen-gpu-image) holding
+# only benchmarks/gpu_image.txt's packages at its versions plus the image's unread-version ones
+# (torch 2.11.0 from the registry is a CUDA build; it runs on the CPU), reused while its `pip
+# freeze` is unchanged; then --guard; then the tree copied as the device run copies it (tracked
+# and untracked-not-ignored files, plus .whl/) and this script run there with a hard-linked
+# copy of that venv as python3 (step 0 installs into it, the venv stays bare), a fresh HOME
+# (no caches), and tiny shapes in fp32 on the CPU. Ends with the step summary and the files
+# under $OUT (GPU_CHECK_SIM_DIR keeps them; default a new /tmp/storygen-gpu-sim.*). Step
+# names after --simulate simulate a rerun of those steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-CPU=0
-[[ "${1:-}" == "--cpu" ]] && CPU=1
-OUT=${OUT:-$PWD/benchmarks/results/gpu_check$([[ $CPU == 1 ]] && echo _cpu)}
-mkdir -p "$OUT"
-: >"$OUT/summary.txt"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export PYTHONPATH=$PWD
-BUDGET_S=$([[ $CPU == 1 ]] && echo 7200 || echo 540)
-SCALE=$([[ $CPU == 1 ]] && echo 10 || echo 1) # the dry run's CPU is far slower than the GPU
-START=$(date +%s)
+STEPS=(ready gpt2 qlora_7b peer fused train_eval cuda_tests)
+declare -A BUDGET=([ready]=45 [gpt2]=30 [qlora_7b]=115 [peer]=65 [fused]=55 [train_eval]=75
+    [cuda_tests]=35)
+OUT_FILES=(0_ready.json 1_results.jsonl 2_summary.txt 3_check.log)
+MAX_MIB=60
+MAX_OUT_FILES=8
+# on the image, versions unread (benchmarks/gpu_image.txt)
+GPU_IMAGE_UNREAD=(lightning peft pyarrow pandas scipy matplotlib pytest pytest-xdist hypothesis
+    tiktoken)
 
-if [[ $CPU == 0 && -d .whl ]]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl >>"$OUT/check.log" 2>&1 &&
-        export PYTHONPATH=/tmp/site:$PWD
-fi
-if [[ $CPU == 0 ]] && (($(df -k --output=avail /dev/shm | tail -1) > 20 * 1024 * 1024)); then
+# What the device run copies: tracked files, untracked files git does not ignore, and .whl/.
+travelling_files() {
+    git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
+        [[ -f $f ]] && printf '%s\0' "$f"
+    done
+    find .whl -type f -print0
+}
+
+guard() {
+    local bytes whl budget=0
+    [[ -d .whl ]] || { echo "guard: no .whl/ (bash benchmarks/gpu_wheels.sh)"; return 1; }
+    bytes=$(travelling_files | du -cb --files0-from=- | tail -1 | cut -f1)
+    whl=$(du -sb .whl | cut -f1)
+    for step in "${STEPS[@]}"; do budget=$((budget + BUDGET[$step])); done
+    echo "guard: tree $(((bytes - whl) / 1048576)) MiB + .whl/ $((whl / 1048576)) MiB =" \
+        "$(awk "BEGIN {printf \"%.1f\", $bytes / 1048576}") MiB (limit $MAX_MIB);" \
+        "\$OUT ${#OUT_FILES[@]} files (limit $MAX_OUT_FILES); steps ${budget} s (limit 420)"
+    if ((bytes > MAX_MIB * 1048576 || ${#OUT_FILES[@]} > MAX_OUT_FILES || budget > 420)); then
+        echo "guard: FAILED: do not send"
+        return 1
+    fi
+}
+
+simulate() {
+    local venv=${GPU_IMAGE_VENV:-/tmp/storygen-gpu-image}
+    local python312=${PYTHON312:-$(pyenv root)/versions/3.12.1/bin/python3.12}
+    local sim rc
+    if [[ ! -f $venv/image-freeze.txt ]] ||
+        ! cmp -s <("$venv/bin/python" -m pip freeze 2>/dev/null) "$venv/image-freeze.txt"; then
+        echo "simulate: building the GPU image in $venv"
+        rm -rf "$venv"
+        "$python312" -m venv "$venv" &&
+            "$venv/bin/python" -m pip install -q -r <(grep -v '^#' benchmarks/gpu_image.txt) \
+                "${GPU_IMAGE_UNREAD[@]}" &&
+            "$venv/bin/python" -m pip freeze >"$venv/image-freeze.txt" || return 1
+    fi
+    [[ -d .whl ]] || bash benchmarks/gpu_wheels.sh || return 1
+    guard || return 1
+    sim=${GPU_CHECK_SIM_DIR:-$(mktemp -d /tmp/storygen-gpu-sim.XXXX)}
+    rm -rf "$sim/tree" "$sim/out" "$sim/home"
+    mkdir -p "$sim/tree" "$sim/out" "$sim/home"
+    travelling_files | tar --null -T - -cf - | tar -xf - -C "$sim/tree"
+    # the check installs into its python3's environment: a hard-linked copy keeps the image bare
+    rm -rf "$sim/image"
+    cp -al "$venv" "$sim/image"
+    echo "simulate: tree copied to $sim/tree, \$OUT is $sim/out, the image $sim/image"
+    (
+        cd "$sim/tree" &&
+            env -u VIRTUAL_ENV -u PYTHONPATH PATH="$sim/image/bin:$PATH" HOME="$sim/home" \
+                OUT="$sim/out" GPU_CHECK_SIMULATED=1 bash benchmarks/gpu_check.sh "$@"
+    )
+    rc=$?
+    echo "simulate: exit $rc; \$OUT holds $(find "$sim/out" -type f | wc -l) files" \
+        "(limit $MAX_OUT_FILES): $(cd "$sim/out" && find . -type f | sort | tr '\n' ' ')"
+    cat "$sim/out/2_summary.txt"
+    (($(find "$sim/out" -type f | wc -l) <= MAX_OUT_FILES)) || rc=1
+    return $rc
+}
+
+case "${1:-}" in
+--guard) guard; exit ;;
+--simulate) shift; simulate "$@"; exit ;;
+esac
+for name in "$@"; do
+    [[ -v BUDGET[$name] ]] || { echo "usage: $0 [--guard|--simulate] [STEP ...]" >&2; exit 2; }
+done
+# `bash benchmarks/gpu_check.sh peer fused`: ready, then only those steps (a rerun)
+SELECTED=("$@")
+
+# --- the check itself: on the GPU machine, or in --simulate's copy of the tree ---
+SIMULATED=${GPU_CHECK_SIMULATED:-0}
+OUT=${OUT:-$PWD/benchmarks/results/gpu_check}
+mkdir -p "$OUT"
+READY=$OUT/0_ready.json RESULTS=$OUT/1_results.jsonl SUMMARY=$OUT/2_summary.txt LOG=$OUT/3_check.log
+: >"$RESULTS"
+: >"$SUMMARY"
+: >"$LOG"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export WANDB_MODE=disabled
+# Mistral-7B-v0.1's tokenizer, carried as a file (benchmarks/gpu_wheels.sh)
+export STORYGEN_MISTRAL_TOKENIZER=$PWD/.whl/mistral-7b-v0.1-tokenizer.model
+if ((SIMULATED == 0)) && (($(df -k --output=avail /dev/shm | tail -1) > 40 * 1024 * 1024)); then
     WORK=$(mktemp -d /dev/shm/storygen-check.XXXX) # 7B in bf16 is 14.5 GB: RAM-backed is fastest
 else
     WORK=$(mktemp -d /tmp/storygen-check.XXXX)
 fi
 trap 'rm -rf "$WORK"' EXIT
+export PYTHONPATH=$WORK/site:$PWD
+# the CPU is far slower than the GPU, even with tiny shapes: the simulation's limits are longer
+SCALE=$((SIMULATED ? 6 : 1))
+# step lengths (warm-up + timed steps): a few on the CPU, enough to time on the GPU
+CPU=()
+GPT2_STEPS=(--gpt2-steps 20 --warmup-steps 3)
+QLORA_STEPS=(--steps 6 --warmup-steps 2)
+if ((SIMULATED)); then
+    CPU=(--cpu)
+    GPT2_STEPS=(--gpt2-steps 2 --warmup-steps 1)
+    QLORA_STEPS=(--steps 2 --warmup-steps 1)
+fi
+START=$(date +%s)
+FAILED=()
 
-# step NAME SECONDS COMMAND...: run with a timeout inside the overall budget, log, summarize
+# step NAME COMMAND...: run under the step's budget; log; summarize; a JSON line if it failed
 step() {
-    local name=$1 limit=$(($2 * SCALE)) left began rc
-    shift 2
-    left=$((BUDGET_S - ($(date +%s) - START)))
-    ((limit > left)) && limit=$left
-    if ((limit < 20)); then
-        echo "$name skipped: budget spent" | tee -a "$OUT/summary.txt"
-        return
-    fi
+    local name=$1 limit=$((BUDGET[$1] * SCALE)) began rc
+    shift
+    [[ $name == ready ]] || ((${#SELECTED[@]} == 0)) || [[ " ${SELECTED[*]} " == *" $name "* ]] ||
+        return 0
     began=$(date +%s)
-    echo "=== $name (limit ${limit}s)" >>"$OUT/check.log"
-    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$OUT/check.log"
+    echo "=== $name (limit ${limit}s) $*" >>"$LOG"
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$WORK/$name.log" >>"$LOG"
     rc=${PIPESTATUS[0]}
-    echo "$name rc=$rc $(($(date +%s) - began))s" | tee -a "$OUT/summary.txt"
+    echo "$name rc=$rc $(($(date +%s) - began))s (limit ${limit}s)" | tee -a "$SUMMARY"
+    if ((rc != 0)); then
+        FAILED+=("$name")
+        python3 - "$name" "$rc" "$(($(date +%s) - began))" "$WORK/$name.log" >>"$RESULTS" <<'PY'
+import json, sys
+name, rc, seconds, log = sys.argv[1:]
+tail = open(log, errors="replace").read().splitlines()[-25:]
+print(json.dumps({"step": name, "rc": int(rc), "seconds": int(seconds),
+                  "timed_out": rc in ("124", "137"), "tail": tail}))
+PY
+    fi
+    return "$rc"
 }
 
-if [[ $CPU == 1 ]]; then
-    TRAINER=cpu
-    TINY=(hidden_size=64 intermediate_size=128 num_attention_heads=4 num_key_value_heads=2)
-    # no CUDA: fp32 compute, torch's AdamW (paged 8-bit AdamW needs CUDA)
-    ON_CPU=(model.optimizer._target_=torch.optim.AdamW
-        model.backbone.quantization.bnb_4bit_compute_dtype=float32)
-    RUN=(data.batch_size=2 data.max_length=128 data.max_train_samples=16 trainer.max_steps=4
-        trainer.val_check_interval=2 data.num_workers=0)
-    RESUME_STEPS=6
-    SEVEN_B=(--cpu --steps 2 --warmup-steps 1)
-    GPU_PY=(--cpu --gpt2-steps 2 --qlora-steps 2 --warmup-steps 1)
-    PYTEST_K=(-k "inspect or trainers_device")
-    PYTEST_S=60
-else
-    TRAINER=gpu
-    TINY=()
-    ON_CPU=()
-    RUN=(data.batch_size=8 data.max_length=512 data.max_train_samples=64 trainer.max_steps=10
-        trainer.val_check_interval=5 data.num_workers=2)
-    RESUME_STEPS=12
-    SEVEN_B=(--steps 8 --warmup-steps 3)
-    GPU_PY=(--gpt2-steps 20 --qlora-steps 10 --warmup-steps 3)
-    PYTEST_K=()
-    PYTEST_S=240
-fi
-
-step env 60 python3 - "$OUT/env.json" <<'PY'
-import json, sys, time
-import torch
-info = {"torch": torch.__version__, "torch_cuda": torch.version.cuda,
-        "cuda_available": torch.cuda.is_available()}
-def save():
-    open(sys.argv[1], "w").write(json.dumps(info, indent=2, default=str) + "\n")
-import bitsandbytes as bnb, lightning, peft, transformers
-info |= {"bitsandbytes": bnb.__version__, "transformers": transformers.__version__,
-         "peft": peft.__version__, "lightning": lightning.__version__}
-from importlib.metadata import PackageNotFoundError, version
-def installed(name):
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-info["packages"] = {name: installed(name) for name in (
-    "datasets", "pyarrow", "huggingface-hub", "protobuf", "wandb", "pydantic", "numpy",
-    "hydra-core", "torchmetrics", "accelerate", "sentencepiece", "tokenizers")}
-from storygen.environment.devices import default_precision, device_of, gpu_precision, half_dtype
-info["resolvers"] = {"default_precision": default_precision(), "gpu_precision": gpu_precision(),
-                     "half_dtype": half_dtype(), "device_of(auto)": device_of("auto")}
-dev = "cuda" if torch.cuda.is_available() else "cpu"
-if dev == "cuda":
-    props = torch.cuda.get_device_properties(0)
-    torch.zeros(1, device=dev)
-    free, total = torch.cuda.mem_get_info()
-    info |= {"gpu": props.name, "capability": f"{props.major}.{props.minor}",
-             "gpu_memory_bytes": total, "native_bf16": torch.cuda.is_bf16_supported(False),
-             "cuda_context_bytes": total - free - torch.cuda.memory_reserved()}
-save()
-dtype = torch.bfloat16 if dev == "cuda" else torch.float32
-layer = bnb.nn.Linear4bit(1024, 4096, bias=False, compute_dtype=dtype, quant_type="nf4",
-                          compress_statistics=True).to(dev)
-x = torch.randn(8, 1024, device=dev, dtype=dtype)
-weight = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state).to(dtype)
-info["nf4_matmul_max_abs_diff"] = (layer(x) - x @ weight.t()).abs().max().item()
-if dev == "cuda":
-    p = torch.nn.Parameter(torch.randn(4096, 16, device=dev))
-    optimizer = bnb.optim.PagedAdamW8bit([p], lr=1e-3)
-    p.grad = torch.randn_like(p)
-    optimizer.step()
-    state = optimizer.state[p]
-    info["paged_adamw8bit_state"] = {k: [str(v.dtype), getattr(v, "is_paged", False)]
-                                     for k, v in state.items() if torch.is_tensor(v)}
-    info["tf32_matmul_by_default"] = torch.backends.cuda.matmul.allow_tf32
-save()
-print(json.dumps(info, indent=2, default=str))
-PY
-
-# The tests run on the CPU (trainer=cpu), so they run beside the GPU steps that only check
-# correctness, and are waited for before the timed ones.
-began_pytest=$(date +%s)
-OMP_NUM_THREADS=8 timeout --kill-after=10 $((PYTEST_S * SCALE)) python3 -m pytest tests/models -x \
-    -q -rfE -p no:cacheprovider "${PYTEST_K[@]}" --junitxml="$OUT/pytest.xml" \
-    >"$OUT/pytest.log" 2>&1 &
-PYTEST_PID=$!
-
-# --- the real entry point on a local random-init Mistral (real width, 2 layers) ---
-{
-    python3 benchmarks/mistral_init.py "$WORK/mistral" --layers 2 "${TINY[@]}" \
-        $([[ $CPU == 1 ]] && echo --device cpu --dtype float32) 2>&1 | tail -1
-} >"$OUT/train.txt"
-TRAIN=(model=mistral_lora "trainer=$TRAINER" "model.backbone.name_or_path=$WORK/mistral"
-    "model.tokenizer.name_or_path=$WORK/mistral" "${ON_CPU[@]}"
-    data=tinystories data.corpus.source=sample data.max_eval_samples=8
-    "${RUN[@]}" trainer.log_every_n_steps=1 trainer.enable_progress_bar=false
-    callbacks.story_metrics.num_prompts=4 callbacks.story_metrics.num_test_prompts=4
-    callbacks.story_metrics.generation.max_new_tokens=64 logger=csv "hydra.run.dir=$WORK/run")
-step train 150 python3 -m storygen.train "${TRAIN[@]}"
-step resume 60 python3 -m storygen.train "${TRAIN[@]}" "trainer.max_steps=$RESUME_STEPS" \
-    ckpt_path=last test=false export=false
-step generate 45 python3 -m storygen.generate "ckpt_path=$WORK/run/export/adapter" \
-    model=mistral_lora 'prompt="Once upon a time, a small fox"' generation.max_new_tokens=24
-step checkpoint 30 python3 - "$WORK/run" <<'PY' | tee -a "$OUT/train.txt"
+# Into the image's own environment, so that every process finds them (tests start
+# subprocesses with PYTHONPATH=<repo> alone); where that is not writable, into $WORK/site,
+# which PYTHONPATH names.
+ready() {
+    local pip=(python3 -m pip install --no-index --no-deps --no-compile --no-cache-dir)
+    if ! "${pip[@]}" .whl/*.whl >"$WORK/install.log" 2>&1 &&
+        ! "${pip[@]}" --target "$WORK/site" .whl/*.whl >>"$WORK/install.log" 2>&1; then
+        python3 - "$READY" "$WORK/install.log" <<'PY'
 import json, sys
-from pathlib import Path
-import torch
-run = Path(sys.argv[1])
-ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-weights = ckpt["state_dict"]
-tensors = [v for s in ckpt["optimizer_states"][0]["state"].values() for v in s.values()
-           if torch.is_tensor(v)]
-print(json.dumps({
-    "global_step": ckpt.get("global_step"),
-    "state_dict_tensors": len(weights),
-    "adapter_only": all("lora_" in key for key in weights),
-    "optimizer_state_tensors": len(tensors),
-    "optimizer_state_dtypes": sorted({str(t.dtype) for t in tensors}),
-    "optimizer_state_bytes": sum(t.numel() * t.element_size() for t in tensors),
-    "export": sorted(p.name for p in (run / "export").rglob("*") if p.is_file()),
-    "run_status": json.loads((run / "run.json").read_text()).get("status"),
-}, indent=2))
-print((run / "csv" / "metrics.csv").read_text())
+tail = open(sys.argv[2], errors="replace").read().splitlines()[-30:]
+open(sys.argv[1], "w").write(json.dumps(
+    {"ok": False, "error": "pip install of the carried .whl/ failed", "pip_tail": tail},
+    indent=2) + "\n")
 PY
+        cat "$WORK/install.log"
+        return 1
+    fi
+    cat "$WORK/install.log"
+    python3 benchmarks/gpu_ready.py "$READY" $( ((SIMULATED)) && echo --cpu)
+}
 
-wait "$PYTEST_PID"
-echo "pytest rc=$? $(($(date +%s) - began_pytest))s (beside train)" | tee -a "$OUT/summary.txt"
-rm -rf "$WORK/mistral"
-step gpu_7b 240 python3 benchmarks/gpu_7b.py "${SEVEN_B[@]}" --init-dir "$WORK" \
-    --out "$OUT/gpu_7b.json"
-step gpu_py 100 python3 benchmarks/gpu.py "${GPU_PY[@]}" --out "$OUT/gpu.json"
-echo "total $(($(date +%s) - START))s" | tee -a "$OUT/summary.txt"
+export -f ready
+export WORK READY SIMULATED
+if ! step ready bash -c ready; then
+    if ! python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$READY" 2>/dev/null; then
+        # it died before writing its file (a timeout, a crash): its output's end says why
+        python3 - "$READY" "$WORK/ready.log" <<'PY' || tail -30 "$WORK/ready.log" >"$READY"
+import json, sys
+tail = open(sys.argv[2], errors="replace").read().splitlines()[-30:]
+open(sys.argv[1], "w").write(json.dumps(
+    {"ok": False, "error": "step 0 ended without its report", "tail": tail}, indent=2) + "\n")
+PY
+    fi
+    echo "ready FAILED: the check ends here; the reason is in 0_ready.json" | tee -a "$SUMMARY"
+    exit 1
+fi
+step gpt2 python3 benchmarks/gpu.py "${CPU[@]}" --runs gpt2 "${GPT2_STEPS[@]}" --jsonl "$RESULTS"
+step qlora_7b python3 benchmarks/gpu_7b.py "${CPU[@]}" "${QLORA_STEPS[@]}" \
+    --keep-init "$WORK/mistral_7b" --jsonl "$RESULTS"
+step peer python3 benchmarks/gpu_peer.py "${CPU[@]}" "${QLORA_STEPS[@]}" \
+    --init "$WORK/mistral_7b" --jsonl "$RESULTS"
+rm -rf "$WORK/mistral_7b"
+step fused python3 benchmarks/gpu_fused.py "${CPU[@]}" --jsonl "$RESULTS"
+step train_eval python3 benchmarks/gpu_train_eval.py "${CPU[@]}" --work "$WORK/train_eval" \
+    --jsonl "$RESULTS"
+rm -rf "$WORK/train_eval"
+# the tests whose outcome depends on CUDA: they skip (or take the CPU branch) without it
+step cuda_tests python3 benchmarks/gpu_tests.py --jsonl "$RESULTS" --junit "$WORK/tests.xml" -- \
+    tests/models/test_fused_loss.py tests/models/test_precision.py \
+    tests/test_configs.py::test_an_entry_points_main_works_when_called_from_python
+echo "total $(($(date +%s) - START))s; failed: ${FAILED[*]:-none}" | tee -a "$SUMMARY"
+((${#FAILED[@]} == 0))

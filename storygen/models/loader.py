@@ -108,9 +108,7 @@ def build_offline_mistral_tokenizer(
     `tokenizer.model.v1` the `mistral-common` package ships, standing in for the hub tokenizer
     `name_or_path` names: every Mistral test runs the real vocabulary offline."""
     _check_stands_in_for(name_or_path, MISTRAL_TOKENIZER_NAMES, "build_offline_mistral_tokenizer")
-    import mistral_common
-
-    model_file = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    model_file = mistral_tokenizer_file()
     with tempfile.TemporaryDirectory(prefix="storygen-mistral-tokenizer-") as folder:
         shutil.copyfile(model_file, Path(folder) / "tokenizer.model")
         (Path(folder) / "tokenizer_config.json").write_text(json.dumps(MISTRAL_TOKENIZER_CONFIG))
@@ -120,6 +118,19 @@ def build_offline_mistral_tokenizer(
     tokenizer.name_or_path = tokenizer.init_kwargs["name_or_path"] = str(model_file.parent)
     tokenizer.vocab_file = tokenizer.init_kwargs["vocab_file"] = str(model_file)
     return prepare_tokenizer(tokenizer)
+
+
+def mistral_tokenizer_file() -> Path:
+    """mistral-common's `tokenizer.model.v1`, or the copy of it that `STORYGEN_MISTRAL_TOKENIZER`
+    names where the package is not installed. A GPU image with transformers 5.17 and no
+    mistral-common gets the file alone (benchmarks/gpu_check.sh): any `mistral_common` module
+    there, even one holding only this file, makes 5.17's AutoTokenizer load every Mistral
+    tokenizer through mistral-common's own backend, which then fails to import."""
+    if path := os.environ.get("STORYGEN_MISTRAL_TOKENIZER"):
+        return Path(path)
+    import mistral_common
+
+    return Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
 
 
 def _quantized_device_map(device: str | None) -> dict[str, int | str]:

@@ -48,6 +48,21 @@ def test_offline_mistral_tokenizer_is_mistral_7b_v01s() -> None:
     assert bos_prefix(MISTRAL) == [1]
 
 
+def test_the_mistral_tokenizer_file_can_travel_without_mistral_common(tmp_path, monkeypatch):
+    """STORYGEN_MISTRAL_TOKENIZER names a copy of the file (the GPU check carries it alone)."""
+    import shutil
+
+    from storygen.models.loader import mistral_tokenizer_file
+
+    copy = tmp_path / "mistral-7b-v0.1-tokenizer.model"
+    shutil.copyfile(mistral_tokenizer_file(), copy)
+    monkeypatch.setenv("STORYGEN_MISTRAL_TOKENIZER", str(copy))
+    assert mistral_tokenizer_file() == copy
+    tokenizer = build_offline_mistral_tokenizer()
+    assert tokenizer.vocab_file == str(copy)
+    assert tokenizer("Once upon a time")["input_ids"] == [1, 5713, 3714, 264, 727]
+
+
 def test_labels_mask_exactly_the_prompt_and_keep_eos() -> None:
     batch = {"prompt": ["A cat."], "story": [" It sat."]}
     fmt = StoryFormat(template="Prompt: {prompt}\nStory:", train_on_prompt=False, max_length=64)
