@@ -27,7 +27,7 @@ from tests.conftest import (
     compose_config,
     run_module,
 )
-from tests.wandb_records import wandb_history
+from tests.wandb_records import wandb_history, wandb_summary
 
 
 def wandb_run_file(output_dir: Path) -> Path:
@@ -65,6 +65,50 @@ def test_fit_and_test_write_checkpoints_metrics_and_a_wandb_run(trained_run: Tra
         assert len(wandb_column(history, key)) == 1, key
     media = {key for row in history for key in row}  # tables and histograms, by their type
     assert {"val/generations/_type", "val/length_histogram/_type"} <= media
+
+
+def csv_rows(metrics_csv: Path, key: str) -> list[tuple[int, float]]:
+    with metrics_csv.open(newline="") as handle:
+        return [
+            (int(row["step"]), float(row[key]))
+            for row in csv.DictReader(handle)
+            if row.get(key) not in (None, "")
+        ]
+
+
+def test_wandb_summary_keeps_best_and_last_and_the_best_checkpoint(tmp_path):
+    # 6 steps validated every 2, at a learning rate high enough that the loss rises again
+    # after the second validation: best and last differ
+    overrides = ["trainer.val_check_interval=2", "model.optimizer.lr=0.5", "export=false"]
+    train(compose_config([*TINY_RUN, *overrides], tmp_path))
+    summary = wandb_summary(wandb_run_file(tmp_path))
+    metrics_csv = tmp_path / "csv" / "metrics.csv"
+    for key, better in [
+        ("val/loss", min),
+        ("val/ppl", min),
+        ("val/rouge1", max),
+        ("val/distinct2", max),
+        ("val/repetition3", min),
+    ]:
+        values = [value for _, value in csv_rows(metrics_csv, key)]
+        assert len(values) == 3, key
+        mode = better.__name__
+        assert set(summary[key]) == {mode, "last"}, summary[key]
+        assert summary[key][mode] == pytest.approx(better(values), rel=1e-6), key
+        assert summary[key]["last"] == pytest.approx(values[-1], rel=1e-6), key
+    losses = csv_rows(metrics_csv, "val/loss")
+    best_step, best_loss = min(losses, key=lambda row: row[1])
+    assert best_loss < losses[-1][1]  # the run this test needs: its best is not its last
+    ((_, test_rouge1),) = csv_rows(metrics_csv, "test/rouge1")
+    assert summary["test/rouge1"] == {"max": pytest.approx(test_rouge1), "last": test_rouge1}
+    # a metric with no better side keeps W&B's plain last value
+    assert summary["val/len_mean"] == pytest.approx(csv_rows(metrics_csv, "val/len_mean")[-1][1])
+    # the best checkpoint: the lowest val/loss and its step (Lightning logs a validation's
+    # metrics at the step before the one its checkpoint is named after)
+    assert summary["checkpoint/monitor"] == "val/loss"
+    assert summary["checkpoint/best_score"] == pytest.approx(best_loss, rel=1e-6)
+    assert summary["checkpoint/best_step"] == best_step + 1
+    assert (tmp_path / "checkpoints" / f"epoch_000-step_{best_step + 1:06d}.ckpt").is_file()
 
 
 def test_loss_falls_over_a_real_epoch(trained_run: TrainedRun):

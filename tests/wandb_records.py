@@ -84,3 +84,14 @@ def wandb_config(path: Path) -> dict:
             for item in record.config.update:
                 config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return config
+
+
+def wandb_summary(path: Path) -> dict:
+    """The run's summary as W&B keeps it: each key's latest value (a dict {min, last} for a
+    metric defined with a summary)."""
+    summary = {}
+    for record in wandb_records(path):
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return summary

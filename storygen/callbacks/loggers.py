@@ -1,13 +1,21 @@
-"""A CSV logger that continues a resumed run's `metrics.csv` instead of replacing it."""
+"""The loggers storygen configures: a CSV logger that continues a resumed run's `metrics.csv`
+instead of replacing it, and a W&B logger whose summary keeps each metric's best."""
 
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping
+from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+
+from storygen.metrics.directions import direction
 
 
 class AppendingExperimentWriter(ExperimentWriter):
@@ -33,3 +41,51 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+SUMMARIZED_STAGES = ("val/", "test/")
+STEP_AXIS = "trainer/global_step"
+
+
+class SummarizingWandbLogger(WandbLogger):
+    """Lightning's W&B logger, with each run's summary holding the best and the last value of
+    every validation and test metric that has a better side (`val/loss: {min, last}`,
+    `val/rouge1: {max, last}`, on the trainer's step axis), and the best checkpoint's step and
+    monitored score (`checkpoint/best_step`, `checkpoint/best_score`, `checkpoint/monitor`).
+    Without this W&B keeps only the last value, so the runs table and its plots would show
+    each run's last validation while its test metrics come from its best checkpoint."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._summarized: set[str] = set()
+        self._best_path = ""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        # defined before the first value arrives, so the summary's best counts that one too
+        for key in metrics:
+            if key not in self._summarized and key.startswith(SUMMARIZED_STAGES):
+                self._summarized.add(key)
+                if (better := direction(key)) is not None:
+                    # an explicit definition does not inherit the `*` glob's step metric
+                    self.experiment.define_metric(
+                        key, summary=f"{better},last", step_metric=STEP_AXIS
+                    )
+        super().log_metrics(metrics, step)
+
+    def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
+        super().after_save_checkpoint(checkpoint_callback)
+        best = checkpoint_callback.best_model_path
+        if not best or best == self._best_path or checkpoint_callback.best_model_score is None:
+            return
+        self._best_path = best
+        # the step is in the checkpoint (whatever its file name says); mmap reads the header
+        # without the weights
+        saved = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
+        self.experiment.summary.update(
+            {
+                "checkpoint/best_step": int(saved["global_step"]),
+                "checkpoint/best_score": float(checkpoint_callback.best_model_score),
+                "checkpoint/monitor": checkpoint_callback.monitor,
+            }
+        )

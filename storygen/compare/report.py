@@ -18,6 +18,7 @@ from storygen.compare.conventions import check_one_convention_per_column  # noqa
 from storygen.compare.sources import LOSS_CURVES, ComparedRun  # noqa: E402
 from storygen.compare.stories import stories_section  # noqa: E402
 from storygen.compare.study import StudyRef, study_section  # noqa: E402
+from storygen.metrics.directions import direction  # noqa: E402
 from storygen.metrics.plots import draw_lengths  # noqa: E402
 from storygen.metrics.rouge import ROUGE_TYPES  # noqa: E402
 from storygen.run.errors import StorygenError  # noqa: E402
@@ -26,8 +27,7 @@ from storygen.run.errors import StorygenError  # noqa: E402
 
 
 def default_mode(metric: str) -> str:
-    higher_is_better = ("rouge", "distinct", "eos_rate", "tokens_per_s")
-    return "max" if any(word in metric for word in higher_is_better) else "min"
+    return direction(metric) or "min"
 
 
 def monitored_metric(records: list[ComparedRun]) -> str:
