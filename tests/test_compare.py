@@ -17,10 +17,12 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import pytest
+from omegaconf import OmegaConf
 
 from storygen.compare import default_mode, read_local_runs, record_from_wandb, sort_runs
 from storygen.compare.__main__ import main
 from storygen.metrics.story import score_stories
+from tests.wandb_records import wandb_config, wandb_history, wandb_summary
 
 REFERENCES = [
     "Once upon a time a little fox found a red ball in the garden and wanted to keep it forever.",
@@ -394,3 +396,65 @@ def test_wandb_flag_builds_the_report_from_the_group(tmp_path: Path, monkeypatch
     assert [row["run"] for row in rows] == ["lr-3e-3", "lr-1e-3", "lr-1e-2"]
     assert rows[2]["status"] == "**failed**: W&B state: crashed"
     assert (out / "lengths.png").stat().st_size > 10_000
+
+
+def wandb_run_from_offline_files(run_dir: Path) -> FakeWandbRun:
+    """The run as W&B's API would give it once synced: summary, history, config and files read
+    from its offline run file and dir (the summary with its {min|max, last} dicts as they are)."""
+    (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    files = run_file.parent / "files"
+    return FakeWandbRun(
+        name=run_dir.name,
+        state="finished",
+        config=wandb_config(run_file),
+        summary=wandb_summary(run_file),
+        history=wandb_history(run_file),
+        stored_files={
+            str(path.relative_to(files)): path.read_text()
+            for path in files.glob("media/table/**/*.json")
+        },
+    )
+
+
+def test_wandb_summary_dicts_give_the_same_record_as_the_run_dir(trained_run_copy) -> None:
+    run_dir = trained_run_copy.output_dir
+    # what Hydra writes into a run dir (the fixture trained in-process, without one)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(trained_run_copy.config, run_dir / ".hydra" / "config.yaml")
+    local = read_local_runs([run_dir])[0]
+    synced = record_from_wandb(wandb_run_from_offline_files(run_dir), run_dir)
+
+    story_and_loss = {key for key in local.metrics if key.startswith(("val/", "test/"))}
+    assert {"val/loss", "test/rouge1", "test/len_mean"} <= story_and_loss
+    for key in story_and_loss | {"train/loss"}:
+        assert synced.metrics[key] == pytest.approx(local.metrics[key], rel=1e-6), key
+    assert synced.best.keys() == local.best.keys()
+    assert {"val/loss", "val/rouge1", "test/rouge1", "test/distinct2"} <= synced.best.keys()
+    for key, value in local.best.items():
+        assert synced.best[key] == pytest.approx(value, rel=1e-6), key
+    assert synced.curves == pytest.approx(local.curves)
+    assert synced.generations == local.generations
+
+
+def test_group_help_names_the_group_a_sweep_gets(tmp_path: Path, capsys) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import read_write
+
+    from storygen.environment.wandb_run import run_group
+    from tests.conftest import compose_config
+
+    cfg = compose_config([], tmp_path)
+    with read_write(cfg.hydra):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.sweep.dir = "multirun/2026-11-28/12-00-00"
+    HydraConfig().set_config(cfg)
+    try:
+        assert run_group(cfg.task_name) == "train-2026-11-28-12-00-00"
+    finally:
+        HydraConfig.instance().cfg = None  # no later test runs inside this sweep
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "<task>-<date>-<time> for a sweep (its dir multirun/<date>/<time>)" in help_text
+    assert "--group train-2026-11-28-12-00-00" in help_text

@@ -87,11 +87,16 @@ def wandb_config(path: Path) -> dict:
 
 
 def wandb_summary(path: Path) -> dict:
-    """The run's summary as W&B keeps it: each key's latest value (a dict {min, last} for a
-    metric defined with a summary)."""
-    summary = {}
+    """The run's summary as W&B's API gives it: each key's latest value (a dict {min, last}
+    for a metric defined with a summary; a table's or histogram's fields nested under its key,
+    which the file stores one by one under a nested key)."""
+    summary: dict = {}
     for record in wandb_records(path):
         if record.WhichOneof("record_type") == "summary":
             for item in record.summary.update:
-                summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+                *parents, name = [item.key] if item.key else list(item.nested_key)
+                node = summary
+                for parent in parents:
+                    node = node.setdefault(parent, {})
+                node[name] = json.loads(item.value_json)
     return summary

@@ -15,7 +15,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from storygen.metrics.directions import direction
+from storygen.metrics.directions import SUMMARIZED_STAGES, direction
 
 
 class AppendingExperimentWriter(ExperimentWriter):
@@ -43,7 +43,6 @@ class ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
-SUMMARIZED_STAGES = ("val/", "test/")
 STEP_AXIS = "trainer/global_step"
 
 

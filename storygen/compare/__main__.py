@@ -21,6 +21,7 @@ from pathlib import Path
 from storygen.compare.report import write_report
 from storygen.compare.reproduction import write_study_report
 from storygen.compare.sources import (
+    GROUP_HELP,
     RUN_DIR_HELP,
     ComparedRun,
     find_run_dirs,
@@ -68,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also write study.md: the study's published table with these runs beside it",
     )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
-    parser.add_argument("--group", help="with --wandb: the W&B group (the runs' task_name)")
+    parser.add_argument("--group", help=f"with --wandb: the W&B group; {GROUP_HELP}")
     parser.add_argument(
         "--storage",
         help="an Optuna search's database URL (default: the one its sweep dir names, or "

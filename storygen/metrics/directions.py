@@ -3,6 +3,8 @@ run) and `storygen.compare` (best run first) read it from."""
 
 from __future__ import annotations
 
+# the stages whose metrics W&B's summary keeps the best of (train/loss is too noisy to)
+SUMMARIZED_STAGES = ("val/", "test/")
 # by the metric's name without its stage (`val/hf_rouge1` -> `hf_rouge1`); the first rule that
 # matches decides
 HIGHER_IS_BETTER = ("rouge", "distinct", "eos_rate", "tokens_per_s")
