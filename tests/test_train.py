@@ -275,3 +275,18 @@ def test_inspect_counts_the_tokens_an_epoch_trains(trained_run: TrainedRun, tmp_
     counted = int(lines[0].split(":")[1].replace(",", ""))
     trained = json.loads((trained_run.output_dir / "run.json").read_text())["train_tokens"]
     assert counted == trained > 240 * 50
+
+
+def test_generations_keep_each_storys_scores_whose_means_are_the_logged_metrics(
+    trained_run: TrainedRun,
+):
+    for split in ("val", "test"):
+        path = trained_run.output_dir / "generations" / f"{split}.jsonl"
+        stories = [json.loads(line) for line in path.read_text().splitlines()]
+        assert len(stories) == {"val": 4, "test": 8}[split]
+        for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "len_mean", "repetition3"):
+            mean = sum(story["scores"][key] for story in stories) / len(stories)
+            assert mean == pytest.approx(trained_run.metrics[f"{split}/{key}"], rel=1e-5), key
+        assert [s["scores"]["eos_rate"] for s in stories] == [
+            float(s["ended_with_eos"]) for s in stories
+        ]

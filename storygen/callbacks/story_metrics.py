@@ -76,7 +76,7 @@ class StoryMetricsCallback(Callback):
             )
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
         pl_module.log_dict(metrics, sync_dist=True)
-        self.samples = story_records(prompts, stories)
+        self.samples = story_records(prompts, stories, self.rouge)
         self._log_table(trainer, stage)
         if self.generations_dir is not None and trainer.is_global_zero:
             # the latest stories of the stage, for `storygen.compare` and for reading
