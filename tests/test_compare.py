@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from storygen.compare import default_mode, read_local_runs, record_from_wandb, sort_runs
 from storygen.compare.__main__ import main
-from storygen.metrics.story import score_stories
+from storygen.metrics.intervals import mean_interval
+from storygen.metrics.story import per_story_scores, score_stories
 from tests.wandb_records import wandb_config, wandb_history, wandb_summary
 
 REFERENCES = [
@@ -31,6 +33,7 @@ REFERENCES = [
     "A tiny bird could not fly yet. Her mother sang to her every day until one morning she flew.",
 ]
 STORY_METRICS = sorted(score_stories(REFERENCES, REFERENCES, [True] * 4))
+ENDED = [True, False, True, True]
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class FixtureRun:
     story_fraction: float
     """How much of each reference the "generated" story repeats: more words, higher ROUGE-1."""
     error: str | None = None
+    seed: int | None = None
+    """Set: the run's overrides hold `seed=<seed>`."""
 
 
 # Sorted by val/loss: 1, 0, 3, then 2, which failed although its last val/loss is lowest.
@@ -74,6 +79,7 @@ def metrics_rows(run: FixtureRun, scores: dict[str, float]) -> list[dict[str, An
 
 def write_run(run_dir: Path, run: FixtureRun) -> None:
     overrides = ["experiment=quickstart", f"model.optimizer.lr={run.lr}", "logger=csv"]
+    overrides += [] if run.seed is None else [f"seed={run.seed}"]
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     (run_dir / ".hydra" / "config.yaml").write_text(
@@ -82,7 +88,7 @@ def write_run(run_dir: Path, run: FixtureRun) -> None:
         "paths:\n  output_dir: ${hydra:runtime.output_dir}\n"
     )
     stories = generations(run.story_fraction)
-    scores = score_stories(stories, REFERENCES, [True, False, True, True])
+    scores = score_stories(stories, REFERENCES, ENDED)
     rows = metrics_rows(run, scores)
     columns = ["epoch", "lr-AdamW", "step", "train/loss", "val/loss", "test/loss"]
     columns += [f"{stage}/{name}" for stage in ("val", "test") for name in STORY_METRICS]
@@ -95,10 +101,11 @@ def write_run(run_dir: Path, run: FixtureRun) -> None:
     (run_dir / "generations").mkdir()
     split = "val" if run.error else "test"
     with (run_dir / "generations" / f"{split}.jsonl").open("w") as handle:
-        for reference, story in zip(REFERENCES, stories):
+        story_scores = per_story_scores(stories, REFERENCES, ENDED)
+        for reference, story, ended, own in zip(REFERENCES, stories, ENDED, story_scores):
             line = {"prompt": reference.split(".")[0], "reference": reference}
-            line |= {"generation": story, "new_tokens": 30, "ended_with_eos": True}
-            handle.write(json.dumps(line) + "\n")
+            line |= {"generation": story, "new_tokens": 30, "ended_with_eos": ended}
+            handle.write(json.dumps(line | {"scores": own}) + "\n")
 
     stage = "val" if run.error else "test"
     last_train_loss = [row["train/loss"] for row in rows if "train/loss" in row][-1]
@@ -265,6 +272,7 @@ def test_several_sweeps_need_out_and_name_runs_by_sweep(
         ),
         (lambda tmp: [str(tmp / "sweep"), "--metric", "val/bleu"], "--metric val/bleu: no run"),
         (lambda tmp: ["--wandb", "me/storygen"], "needs --group G and --out DIR"),
+        (lambda tmp: [str(tmp / "sweep"), "--baseline", "7"], "--baseline 7: no run"),
     ],
 )
 def test_bad_input_is_one_error_line(tmp_path: Path, capsys, make_args, message: str) -> None:
@@ -292,6 +300,67 @@ def test_cli_missing_dir_exits_2_with_one_error_line(tmp_path: Path) -> None:
         f"error: {missing} does not exist or is not a directory; pass a run dir "
         "(outputs/<task>/<date>/<time>/) or a sweep dir (multirun/<date>/<time>/)."
     ]
+
+
+def section_tables(report: Path, title: str) -> list[list[dict[str, str]]]:
+    """The markdown tables of one `## ` section of the report, each as one dict per row."""
+    text = report.read_text()
+    section = text[text.index(f"## {title}") :].split("\n## ")[0]
+    tables, rows = [], []
+    for line in [*section.splitlines(), ""]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+        elif rows:
+            header, _, *body = rows
+            tables.append([dict(zip(header, row)) for row in body])
+            rows = []
+    return tables
+
+
+def test_intervals_over_prompts_and_against_the_best(compared_sweep: Path) -> None:
+    means, against = section_tables(compared_sweep / "compare" / "report.md", "How sure")
+    # one configuration per run (no seeds), best (lowest val/loss) first
+    assert [row["runs"] for row in means] == ["1", "0", "3", "2"]
+    for row, run in zip(means, [RUNS[1], RUNS[0], RUNS[3], RUNS[2]]):
+        own = per_story_scores(generations(run.story_fraction), REFERENCES, ENDED)
+        for key in ("rouge1", "rougeLsum", "len_mean", "repetition3", "eos_rate"):
+            assert row[key] == str(mean_interval([story[key] for story in own])), key
+        assert (row["seeds"], row["prompts"]) == ("1", "4")
+    # run 0 repeats 90% of each reference, the best run (1) 40%: higher ROUGE on every
+    # prompt, so better; longer stories, which have no better side: higher
+    assert [row["rouge1"] for row in against][0] == "baseline"
+    assert against[1]["rouge1"].startswith("better (+")
+    assert against[1]["len_mean"].startswith("higher (+")
+    # every run has the same EOS on every prompt
+    assert {row["eos_rate"] for row in against[1:]} == {"not distinguishable (+0 [+0, +0])"}
+
+
+def test_runs_differing_only_in_seed_are_one_configuration(tmp_path: Path) -> None:
+    sweep = write_sweep(
+        tmp_path / "sweep",
+        [
+            FixtureRun(0, "0.001", [3.0], story_fraction=0.5, seed=1),
+            FixtureRun(1, "0.001", [3.1], story_fraction=0.6, seed=2),
+            FixtureRun(2, "0.003", [3.2], story_fraction=0.5),
+            FixtureRun(3, "0.0003", [3.3], story_fraction=0.5),
+        ],
+    )
+    main([str(sweep), "--baseline", "2"])
+    means, against = section_tables(sweep / "compare" / "report.md", "How sure")
+    assert [(row["runs"], row["seeds"]) for row in means] == [("0, 1", "2"), ("2", "1"), ("3", "1")]
+    seeds = [per_story_scores(generations(f), REFERENCES, ENDED) for f in (0.5, 0.6)]
+    pooled = [[story["rouge1"] for story in seed] for seed in seeds]
+    assert means[0]["rouge1"].startswith(f"{np.mean(pooled):.4g} [")
+    assert means[0]["configuration"] == "`model.optimizer.lr=0.001`"
+    # run 3 wrote the same stories as the baseline (run 2) with another learning rate: not
+    # distinguishable in any metric
+    assert [row["configuration"] for row in against] == [
+        "`model.optimizer.lr=0.001`",
+        "`model.optimizer.lr=0.003`",
+        "`model.optimizer.lr=0.0003`",
+    ]
+    assert set(list(against[1].values())[1:]) == {"baseline"}
+    assert set(list(against[2].values())[1:]) == {"not distinguishable (+0 [+0, +0])"}
 
 
 # --- W&B ----------------------------------------------------------------------------------

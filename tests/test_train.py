@@ -16,6 +16,7 @@ from lightning.pytorch import Callback
 from omegaconf import open_dict
 
 from storygen.inspect import report
+from storygen.metrics.intervals import mean_interval
 from storygen.run.errors import StorygenError
 from storygen.run.summary import train_loss_curve
 from storygen.train import train
@@ -290,3 +291,11 @@ def test_generations_keep_each_storys_scores_whose_means_are_the_logged_metrics(
         assert [s["scores"]["eos_rate"] for s in stories] == [
             float(s["ended_with_eos"]) for s in stories
         ]
+    # the test stage's intervals over prompts, in the W&B summary beside the means
+    summary = wandb_summary(wandb_run_file(trained_run.output_dir))
+    for key in ("rouge1", "rougeLsum", "len_mean", "repetition3", "eos_rate"):
+        interval = mean_interval([story["scores"][key] for story in stories])
+        assert summary[f"test/{key}_lo"] == pytest.approx(interval.low), key
+        assert summary[f"test/{key}_hi"] == pytest.approx(interval.high), key
+        assert interval.low <= trained_run.metrics[f"test/{key}"] <= interval.high, key
+    assert summary["test/rouge1_lo"] < summary["test/rouge1_hi"]

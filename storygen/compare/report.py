@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from markdown_it import MarkdownIt  # noqa: E402
 
 from storygen.compare.conventions import check_one_convention_per_column  # noqa: E402
+from storygen.compare.intervals import intervals_section  # noqa: E402
 from storygen.compare.sources import LOSS_CURVES, ComparedRun  # noqa: E402
 from storygen.compare.stories import stories_section  # noqa: E402
 from storygen.compare.study import StudyRef, study_section  # noqa: E402
@@ -205,6 +206,7 @@ def render_markdown(
     mode: str,
     figures: dict[str, str | None],
     extra: list[str] = (),
+    baseline: str | None = None,
 ) -> str:
     counts = Counter(run.status for run in runs)
     shared = set.intersection(*(set(run.overrides) for run in runs))
@@ -221,6 +223,7 @@ def render_markdown(
     if shared:
         lines.append("Overrides shared by all runs: " + " ".join(f"`{o}`" for o in sorted(shared)))
     lines += [""] + markdown_table(runs, shared)
+    lines += intervals_section(runs, shared, baseline)
     for title, filename in figures.items():
         lines += ["", f"## {title}", ""]
         lines.append(f"![{title}]({filename})" if filename else "No run logged this.")
@@ -247,6 +250,7 @@ def write_report(
     mode: str | None,
     html: bool,
     study: StudyRef | None = None,
+    baseline: str | None = None,
 ) -> list[Path]:
     """Write report.md (and report.html) with its PNGs into `out`; returns the report files."""
     if metric is not None and not any(metric in r.metrics for r in records):
@@ -260,7 +264,9 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     runs = sort_runs(records, metric, mode)
     extra = study_section(study, out) if study else []
-    markdown = render_markdown(runs, source, metric, mode, write_figures(runs, out), extra)
+    markdown = render_markdown(
+        runs, source, metric, mode, write_figures(runs, out), extra, baseline
+    )
     written = [out / "report.md"]
     written[0].write_text(markdown)
     if html:

@@ -61,6 +61,8 @@ class ComparedRun:
     generations: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
+    story_scores: tuple[dict[str, float], ...] = ()
+    """Each story's own scores (`rouge1`, `len_mean`, ...), aligned with `prompts`."""
     rouge: dict[str, dict[str, object]] = field(default_factory=dict)
     """The ROUGE conventions its ROUGE keys were made under: name -> settings."""
     config: Any = None
@@ -138,8 +140,9 @@ def curve_from_rows(rows: list[dict[str, str]], key: str) -> list[tuple[int, flo
     return [(int(float(row["step"])), float(row[key])) for row in rows if row.get(key)]
 
 
-Stories = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-"""Generated stories, their references and their prompts, in the same order."""
+Stories = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[dict[str, float], ...]]
+"""Generated stories, their references, their prompts and each story's own scores (empty
+where the run's files predate them), in the same order."""
 
 
 def stories_of(rows: list[dict[str, Any]]) -> Stories:
@@ -147,6 +150,7 @@ def stories_of(rows: list[dict[str, Any]]) -> Stories:
         tuple(r["generation"] for r in rows),
         tuple(r["reference"] for r in rows),
         tuple(r.get("prompt", "") for r in rows),
+        tuple(r.get("scores") or {} for r in rows),
     )
 
 
@@ -157,7 +161,7 @@ def read_stories(run_dir: Path) -> Stories:
         if path.is_file():
             lines = path.read_text().splitlines()
             return stories_of([json.loads(line) for line in lines if line.strip()])
-    return (), (), ()
+    return (), (), (), ()
 
 
 def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
@@ -171,7 +175,7 @@ def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
     if overrides is None and (hydra_dir / "overrides.yaml").is_file():
         overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
     rows = read_metrics_csv(run_dir)
-    generations, references, prompts = read_stories(run_dir)
+    generations, references, prompts, story_scores = read_stories(run_dir)
     return ComparedRun(
         name=name,
         status=summary.get("status", "incomplete"),
@@ -190,6 +194,7 @@ def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
         generations=generations,
         references=references,
         prompts=prompts,
+        story_scores=story_scores,
         rouge=conventions_of(config),
         config=config or None,
     )
@@ -222,7 +227,7 @@ def wandb_stories(run: Any, download_dir: Path) -> Stories:
             with run.file(table_file["path"]).download(root=str(download_dir), replace=True) as f:
                 table = json.load(f)
             return stories_of([dict(zip(table["columns"], row)) for row in table["data"]])
-    return (), (), ()
+    return (), (), (), ()
 
 
 def summary_metrics(summary: Any) -> tuple[dict[str, float], dict[str, float]]:
@@ -262,7 +267,7 @@ def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
     status = summary.get("status") or WANDB_STATUS.get(run.state, "incomplete")
     metrics, best = summary_metrics(summary)
     parameters = summary.get("parameters") or {}
-    generations, references, prompts = wandb_stories(run, download_dir)
+    generations, references, prompts, story_scores = wandb_stories(run, download_dir)
     return ComparedRun(
         name=run.name,
         status=status,
@@ -281,6 +286,7 @@ def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
         generations=generations,
         references=references,
         prompts=prompts,
+        story_scores=story_scores,
         rouge=conventions_of(run.config),
         config=OmegaConf.create(dict(run.config)),
     )
