@@ -28,7 +28,7 @@ def wandb_offline() -> bool:
     if not reachable(server):
         log.warning(
             "W&B: %s cannot be reached; logging offline under the run dir instead "
-            "(upload later with `wandb sync <run-dir>/wandb/offline-run-*`)",
+            "(upload later with `python -m storygen.sync <run-dir>`)",
             server,
         )
         return True
@@ -79,3 +79,42 @@ def run_group(task_name: str) -> str:
         sweep_dir = Path(HydraConfig.get().sweep.dir)
         return f"{task_name}-{sweep_dir.parent.name}-{sweep_dir.name}"
     return task_name
+
+
+def offline_runs(dirs: list[Path]) -> dict[str, list[Path]]:
+    """The offline W&B run folders under run or sweep dirs, by run id, each id's oldest first.
+    A resumed run adds a folder with the same id (`offline-run-<start time>-<id>`); the names'
+    start times order them."""
+    runs: dict[str, list[Path]] = {}
+    for folder in sorted(
+        {path for d in dirs for path in Path(d).glob("**/wandb/offline-run-*-*") if path.is_dir()},
+        key=lambda path: (path.name.split("-")[2], path.stat().st_mtime),
+    ):
+        runs.setdefault(folder.name.rsplit("-", 1)[-1], []).append(folder)
+    return runs
+
+
+def sync_commands(runs: dict[str, list[Path]], append: bool) -> list[list[str]]:
+    """`wandb sync` commands that upload every run with its whole history. wandb up to 0.29
+    syncs each folder as the whole run, so a resumed run's later folder replaces the earlier
+    history unless it is synced after it with `--append`; later wandb has no `--append` and
+    syncs the folders of one run in order of start time when given together."""
+    commands = []
+    for run_id, folders in runs.items():
+        if not append:
+            commands.append(["wandb", "sync", *map(str, folders)])
+            continue
+        commands.append(["wandb", "sync", str(folders[0])])
+        commands += [["wandb", "sync", "--append", "--id", run_id, str(f)] for f in folders[1:]]
+    return commands
+
+
+def sync_has_append() -> bool:
+    """Whether this wandb's `wandb sync` takes `--append` (its own help says)."""
+    import subprocess
+    import sys
+
+    help_text = subprocess.run(
+        [sys.executable, "-m", "wandb", "sync", "--help"], capture_output=True, text=True
+    ).stdout
+    return "--append" in help_text
