@@ -33,6 +33,7 @@ from storygen.environment.devices import enable_tf32
 from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.secrets import loggable_config, mask_secrets
 from storygen.environment.shutdown import exit_quickly
+from storygen.environment.wandb_run import dashboard_keys
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
 from storygen.run.checks import (
@@ -114,7 +115,9 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
         check_packing_isolation(model.backbone)
 
     for logger in loggers:
-        logger.log_hyperparams(loggable_config(cfg) | {"overrides": record.overrides})
+        logger.log_hyperparams(
+            loggable_config(cfg) | {"overrides": record.overrides} | dashboard_keys(cfg)
+        )
     if cfg.train:
         started = time.perf_counter()
         # a requeued SLURM job resumes from its own last.ckpt (storygen.run.slurm)

@@ -8,6 +8,7 @@ import os
 import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from storygen.environment.secrets import secret_values
@@ -118,3 +119,66 @@ def sync_has_append() -> bool:
         [sys.executable, "-m", "wandb", "sync", "--help"], capture_output=True, text=True
     ).stdout
     return "--append" in help_text
+
+
+def run_tags(tags: list[str] | None, model: str | None = None, data: str | None = None) -> list:
+    """The run's tags with `model:<choice>` and `data:<choice>` added, so the runs table
+    filters by what was trained on what whatever the experiment's own tags say."""
+    tagged = list(tags or [])
+    for group, choice in (("model", model), ("data", data)):
+        if choice and f"{group}:{choice}" not in tagged:
+            tagged.append(f"{group}:{choice}")
+    return tagged
+
+
+def dashboard_keys(cfg: Any) -> dict[str, Any]:
+    """Scalar keys for the dashboard to group, filter and plot by, beside the nested config:
+    `choices`, Hydra's choice of each config group (model, data, trainer, experiment, ...),
+    and `sweep`, the keys the multirun or Optuna search varied with this job's typed value
+    (a group's choice for a group), flat (`sweep.model.optimizer.lr`), so parallel
+    coordinates and parameter importance need not search hundreds of fixed keys."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return {}
+    hydra = HydraConfig.get()
+    choices = {
+        group: choice
+        for group, choice in OmegaConf.to_container(hydra.runtime.choices).items()
+        if group != "hydra" and not group.startswith("hydra/")
+    }
+    keys = {"choices": choices}
+    if hydra.mode == RunMode.MULTIRUN:
+        keys["sweep"] = {
+            key: choices[key] if key in choices else plain(OmegaConf.select(cfg, key))
+            for key in swept_keys(hydra)
+        }
+    return keys
+
+
+def plain(value: Any) -> Any:
+    from omegaconf import Container, OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, Container) else value
+
+
+def swept_keys(hydra: Any) -> list[str]:
+    """The keys a sweep varies: its sweeper's `params` (a search space config's) and, from the
+    sweep's `multirun.yaml`, the command line's sweep overrides (`lr=1e-3,3e-3`,
+    `interval(...)`, `choice(...)`), in Hydra's own grammar."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    params = hydra.sweeper.get("params")
+    specs = [f"{key}={value}" for key, value in (params or {}).items()]
+    multirun = Path(hydra.sweep.dir) / "multirun.yaml"
+    if multirun.is_file():
+        saved = OmegaConf.load(multirun)
+        specs += OmegaConf.to_container(saved.hydra.overrides.task, resolve=False)
+    keys = []
+    for override in OverridesParser.create().parse_overrides(specs):
+        if override.is_sweep_override() and override.key_or_group not in keys:
+            keys.append(override.key_or_group)
+    return keys
