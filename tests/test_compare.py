@@ -527,3 +527,63 @@ def test_group_help_names_the_group_a_sweep_gets(tmp_path: Path, capsys) -> None
     help_text = " ".join(capsys.readouterr().out.split())
     assert "<task>-<date>-<time> for a sweep (its dir multirun/<date>/<time>)" in help_text
     assert "--group train-2026-11-28-12-00-00" in help_text
+
+
+def test_figures_name_runs_by_what_differs_with_intervals_on_rouge(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from storygen.compare import report
+
+    drawn = {}
+    save = report.save
+
+    def keep(figure, path):  # what each figure shows, read before it is written and closed
+        drawn[path.name] = figure.axes
+        return save(figure, path)
+
+    monkeypatch.setattr(report, "save", keep)
+    main([str(write_sweep(tmp_path / "sweep")), "--out", str(tmp_path / "out")])
+
+    labels = ["lr=0.003", "lr=0.001", "lr=0.0003", "lr=0.01"]  # best first, as the table
+    for ax in drawn["loss_curves.png"]:
+        shown = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert set(shown) <= set(labels) and shown, shown
+    (rouge,) = drawn["rouge.png"]
+    assert [tick.get_text() for tick in rouge.get_xticklabels()] == labels
+    assert [ax.get_title() for ax in drawn["lengths.png"] if ax.get_visible()] == labels
+    # ROUGE-1's error bars span each run's 95% interval over prompts
+    bars = next(c for c in rouge.containers if c.get_label() == "rouge1")
+    (segments,) = bars.errorbar.lines[2]
+    spans = [tuple(segment[:, 1]) for segment in segments.get_segments()]
+    for (low, high), run in zip(spans, [RUNS[1], RUNS[0], RUNS[3], RUNS[2]]):
+        own = per_story_scores(generations(run.story_fraction), REFERENCES, ENDED)
+        interval = mean_interval([story["rouge1"] for story in own])
+        assert (low, high) == pytest.approx((interval.low, interval.high), abs=1e-6)
+    report_md = (tmp_path / "out" / "report.md").read_text()
+    assert "![ROUGE; runs: lr=0.003; lr=0.001; lr=0.0003; lr=0.01](rouge.png)" in report_md
+
+
+def test_run_labels_stay_unambiguous() -> None:
+    from storygen.compare.report import run_labels
+    from storygen.compare.sources import ComparedRun
+
+    def run(name: str, *overrides: str) -> ComparedRun:
+        return ComparedRun(name=name, status="completed", overrides=("logger=csv", *overrides))
+
+    runs = [
+        run("0", "model.optimizer.lr=1e-3"),
+        run("1", "model.optimizer.lr=3e-3", "seed=1"),
+        run("2", "model.optimizer.lr=3e-3", "seed=1"),
+        run("3", "data.lr=5"),
+        run("4"),
+    ]
+    # two keys end in `lr`: both spelled out; identical runs told apart by their names; the
+    # override every run shares (logger=csv) left out; a run with none of its own: its name
+    assert run_labels(runs) == {
+        "0": "model.optimizer.lr=1e-3",
+        "1": "model.optimizer.lr=3e-3, seed=1 (1)",
+        "2": "model.optimizer.lr=3e-3, seed=1 (2)",
+        "3": "data.lr=5",
+        "4": "4",
+    }
+    assert run_labels(runs[:3])["0"] == "lr=1e-3"

@@ -139,7 +139,7 @@ def intervals_section(
         "only in `seed` are one configuration)."
     )
     lines += ["", "| configuration | runs | seeds | prompts | " + " | ".join(metrics) + " |"]
-    lines.append("|" + "---|" * (4 + len(metrics)))
+    lines.append("|:---|:---|" + "---:|" * (2 + len(metrics)))
     for config in configs:
         cells = [configuration_interval(config, metric) for metric in metrics]
         names = ", ".join(run.name for run in config.runs)
@@ -153,7 +153,7 @@ def intervals_section(
         "interval; better or worse only when the interval leaves out zero.",
         "",
         "| configuration | " + " | ".join(metrics) + " |",
-        "|" + "---|" * (1 + len(metrics)),
+        "|:---|" + "---:|" * len(metrics),
     ]
     for config in configs:
         if config is baseline:
