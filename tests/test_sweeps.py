@@ -87,10 +87,23 @@ def test_a_2x2_sweep_gives_four_runs_in_one_wandb_group_and_a_report(tmp_path):
         assert (sweep_dir / "compare" / figure).stat().st_size > 10_000
 
 
-def test_a_sweeps_runs_log_their_choices_and_exactly_the_swept_keys_typed(tmp_path):
+def test_a_sweeps_runs_log_their_choices_and_exactly_the_swept_keys_typed(tmp_path, monkeypatch):
+    # W&B's default data dir (staged tables and artifacts): offline, nothing may land there,
+    # outside the run dirs
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "home-data"))
     _, sweep_dir = sweep(tmp_path, "model=gpt2_tiny", "data=tinystories", "seed=1,2")
+    assert not [p for p in (tmp_path / "home-data").rglob("*") if p.is_file()]
     for job, seed in zip(job_dirs(sweep_dir), (1, 2)):
         (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
+        assert list((job / "wandb" / "data" / "artifacts" / "staging").iterdir())  # the tables
+        # the run's .hydra configs saved with it; offline no model artifact (checkpoints,
+        # export), only the generations tables W&B keeps as artifacts
+        saved = run_file.parent / "files" / ".hydra"
+        assert (saved / "config.yaml").read_text() == (job / ".hydra" / "config.yaml").read_text()
+        assert (saved / "overrides.yaml").is_file()
+        records = wandb_records(run_file)
+        kinds = {r.artifact.type for r in records if r.WhichOneof("record_type") == "artifact"}
+        assert kinds == {"run_table"}, kinds
         config = wandb_config(run_file)
         # what the dashboard groups by: scalar choices, and the one key the sweep varied (the
         # fixed overrides, data.max_train_samples=16 ..., are not in it), as an int

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +47,10 @@ class ResumableCSVLogger(CSVLogger):
 STEP_AXIS = "trainer/global_step"
 
 
+# the user's own W&B data dir, if set: then offline runs stage there as W&B's default
+USER_DATA_DIR = os.environ.get("WANDB_DATA_DIR")
+
+
 class SummarizingWandbLogger(WandbLogger):
     """Lightning's W&B logger, with each run's summary holding the best and the last value of
     every validation and test metric that has a better side (`val/loss: {min, last}`,
@@ -58,6 +63,11 @@ class SummarizingWandbLogger(WandbLogger):
         super().__init__(*args, **kwargs)
         self._summarized: set[str] = set()
         self._best_path = ""
+        if self._offline and USER_DATA_DIR is None and self.save_dir:
+            # W&B stages each logged table (the generations) in its data dir, by default in
+            # the home directory, where an offline run's `wandb sync` then reads it: keep it in
+            # the run dir instead, with the rest of the run (each job of a sweep its own)
+            os.environ["WANDB_DATA_DIR"] = os.path.join(self.save_dir, "wandb", "data")
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -88,3 +98,33 @@ class SummarizingWandbLogger(WandbLogger):
                 "checkpoint/monitor": checkpoint_callback.monitor,
             }
         )
+
+    @rank_zero_only
+    def save_configs(self, hydra_dir: Path) -> None:
+        """The run's composed config, overrides and Hydra config (`.hydra/*.yaml`) as files of
+        the W&B run, under `.hydra/`, so the run can be composed again from W&B alone."""
+        if hydra_dir.is_dir():
+            self.experiment.save(
+                str(hydra_dir / "*.yaml"), base_path=str(hydra_dir.parent), policy="now"
+            )
+
+    @rank_zero_only
+    def log_export(self, directory: Path, checkpoint_callback: ModelCheckpoint | None) -> None:
+        """The exported model (the best checkpoint's weights, adapters only for LoRA) as a
+        `model` artifact with aliases best and latest and the monitored score in its metadata.
+        Online only: offline, W&B would stage a copy outside the run dir (the checkpoints go
+        the same way: `log_model` is on only online, conf/logger/wandb.yaml)."""
+        if self._offline:
+            return
+        import wandb
+
+        metadata = {}
+        if checkpoint_callback is not None and checkpoint_callback.best_model_score is not None:
+            metadata = {
+                "monitor": checkpoint_callback.monitor,
+                "score": float(checkpoint_callback.best_model_score),
+                "checkpoint": Path(checkpoint_callback.best_model_path).name,
+            }
+        artifact = wandb.Artifact(f"export-{self.experiment.id}", type="model", metadata=metadata)
+        artifact.add_dir(str(directory))
+        self.experiment.log_artifact(artifact, aliases=["best", "latest"])

@@ -26,6 +26,7 @@ from storygen.environment.wandb_run import (
     run_name,
     run_tags,
     wandb_offline,
+    wandb_online,
 )
 
 # The config tree, by absolute path: entry points find it however they are started.
@@ -38,6 +39,7 @@ RESOLVERS = {
     "storygen.on_gpu": on_gpu,
     "storygen.device": device_of,
     "storygen.wandb_offline": wandb_offline,
+    "storygen.wandb_online": wandb_online,
     "storygen.run_name": run_name,
     "storygen.run_group": run_group,
     "storygen.previous_wandb_id": previous_wandb_id,

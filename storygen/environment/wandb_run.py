@@ -36,6 +36,11 @@ def wandb_offline() -> bool:
     return False
 
 
+def wandb_online() -> bool:
+    """The opposite of `wandb_offline`: W&B's logger uploads checkpoints only online."""
+    return not wandb_offline()
+
+
 @lru_cache(maxsize=8)
 def reachable(url: str, timeout_s: float = 3.0) -> bool:
     parsed = urlparse(url)
