@@ -47,8 +47,8 @@ class ResumableCSVLogger(CSVLogger):
 STEP_AXIS = "trainer/global_step"
 
 
-# the user's own W&B data dir, if set: then offline runs stage there as W&B's default
-USER_DATA_DIR = os.environ.get("WANDB_DATA_DIR")
+# the W&B data dir an offline run set, so the next run of a sweep tells it from the user's
+_data_dir_set: str | None = None
 
 
 class SummarizingWandbLogger(WandbLogger):
@@ -63,11 +63,18 @@ class SummarizingWandbLogger(WandbLogger):
         super().__init__(*args, **kwargs)
         self._summarized: set[str] = set()
         self._best_path = ""
-        if self._offline and USER_DATA_DIR is None and self.save_dir:
-            # W&B stages each logged table (the generations) in its data dir, by default in
-            # the home directory, where an offline run's `wandb sync` then reads it: keep it in
-            # the run dir instead, with the rest of the run (each job of a sweep its own)
-            os.environ["WANDB_DATA_DIR"] = os.path.join(self.save_dir, "wandb", "data")
+        global _data_dir_set
+        current = os.environ.get("WANDB_DATA_DIR")
+        if current and current != _data_dir_set:
+            return  # the user's own choice
+        # W&B stages each logged table (the generations) in its data dir, by default in the
+        # home directory, where an offline run's `wandb sync` then reads it: keep it in the
+        # run dir instead, with the rest of the run (each job of a sweep its own)
+        os.environ.pop("WANDB_DATA_DIR", None)
+        _data_dir_set = None
+        if self._offline and self.save_dir:
+            _data_dir_set = os.path.join(self.save_dir, "wandb", "data")
+            os.environ["WANDB_DATA_DIR"] = _data_dir_set
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
