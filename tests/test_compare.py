@@ -503,6 +503,9 @@ def test_wandb_summary_dicts_give_the_same_record_as_the_run_dir(trained_run_cop
         assert synced.best[key] == pytest.approx(value, rel=1e-6), key
     assert synced.curves == pytest.approx(local.curves)
     assert synced.generations == local.generations
+    # each story's scores, from the W&B table's columns: the intervals need no run dir
+    assert synced.story_scores == local.story_scores
+    assert len(synced.story_scores) == 8 and "rouge1" in synced.story_scores[0]
 
 
 def test_group_help_names_the_group_a_sweep_gets(tmp_path: Path, capsys) -> None:

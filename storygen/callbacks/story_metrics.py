@@ -101,6 +101,10 @@ class StoryMetricsCallback(Callback):
     def _log_table(self, trainer: Trainer, stage: str) -> None:
         columns = ["step", "prompt", "reference", "generation", "new_tokens", "ended_with_eos"]
         rows = [[trainer.global_step] + [s[key] for key in columns[1:]] for s in self.samples]
+        # each story's scores as columns `scores/rouge1`, ...: compare --wandb reads them back
+        names = list(self.samples[0]["scores"]) if self.samples else []
+        columns += [f"scores/{name}" for name in names]
+        rows = [row + [s["scores"][n] for n in names] for row, s in zip(rows, self.samples)]
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 import wandb

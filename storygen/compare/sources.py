@@ -150,8 +150,13 @@ def stories_of(rows: list[dict[str, Any]]) -> Stories:
         tuple(r["generation"] for r in rows),
         tuple(r["reference"] for r in rows),
         tuple(r.get("prompt", "") for r in rows),
-        tuple(r.get("scores") or {} for r in rows),
+        tuple(r.get("scores") or story_score_columns(r) for r in rows),
     )
+
+
+def story_score_columns(row: dict[str, Any]) -> dict[str, float]:
+    """A W&B generations table keeps each story's scores as columns `scores/<name>`."""
+    return {key.split("/", 1)[1]: value for key, value in row.items() if key.startswith("scores/")}
 
 
 def read_stories(run_dir: Path) -> Stories:
