@@ -4,7 +4,9 @@ instead of replacing it, and a W&B logger whose summary keeps each metric's best
 from __future__ import annotations
 
 import csv
+import logging
 import os
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 from storygen.metrics.directions import SUMMARIZED_STAGES, direction
+
+log = logging.getLogger(__name__)
 
 
 class AppendingExperimentWriter(ExperimentWriter):
@@ -97,14 +101,18 @@ class SummarizingWandbLogger(WandbLogger):
         self._best_path = best
         # the step is in the checkpoint (whatever its file name says); mmap reads the header
         # without the weights
-        saved = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
-        self.experiment.summary.update(
-            {
-                "checkpoint/best_step": int(saved["global_step"]),
-                "checkpoint/best_score": float(checkpoint_callback.best_model_score),
-                "checkpoint/monitor": checkpoint_callback.monitor,
-            }
-        )
+        summary = {
+            "checkpoint/best_score": float(checkpoint_callback.best_model_score),
+            "checkpoint/monitor": checkpoint_callback.monitor,
+        }
+        try:
+            saved = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
+            summary["checkpoint/best_step"] = int(saved["global_step"])
+        except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+            # a strategy's sharded checkpoint (a directory) has no one file to read: the
+            # summary goes without the step rather than the run stopping for it
+            log.warning("W&B summary: no step read from %s (%s)", best, exc)
+        self.experiment.summary.update(summary)
 
     @rank_zero_only
     def save_configs(self, hydra_dir: Path) -> None:
