@@ -43,5 +43,9 @@ def test_a_single_run_has_choices_and_no_sweep(tmp_path: Path) -> None:
 
 
 def test_tags_add_model_and_data_once() -> None:
-    assert run_tags(["dev"], "gpt2", "tinystories") == ["dev", "model:gpt2", "data:tinystories"]
-    assert run_tags(["dev", "model:gpt2"], "gpt2", None) == ["dev", "model:gpt2"]
+    assert list(run_tags(["dev"], "gpt2", "tinystories")) == [
+        "dev",
+        "model:gpt2",
+        "data:tinystories",
+    ]
+    assert list(run_tags(["dev", "model:gpt2"], "gpt2", None)) == ["dev", "model:gpt2"]

@@ -126,14 +126,17 @@ def sync_has_append() -> bool:
     return "--append" in help_text
 
 
-def run_tags(tags: list[str] | None, model: str | None = None, data: str | None = None) -> list:
+def run_tags(tags: list[str] | None, model: str | None = None, data: str | None = None) -> Any:
     """The run's tags with `model:<choice>` and `data:<choice>` added, so the runs table
-    filters by what was trained on what whatever the experiment's own tags say."""
+    filters by what was trained on what whatever the experiment's own tags say. A ListConfig:
+    OmegaConf.resolve (`--cfg job --resolve`) cannot put a plain list in the node."""
+    from omegaconf import OmegaConf
+
     tagged = list(tags or [])
     for group, choice in (("model", model), ("data", data)):
         if choice and f"{group}:{choice}" not in tagged:
             tagged.append(f"{group}:{choice}")
-    return tagged
+    return OmegaConf.create(tagged)
 
 
 def dashboard_keys(cfg: Any) -> dict[str, Any]:
