@@ -89,6 +89,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, 
     datamodule.setup()
     loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
     prompts = datamodule.story_prompts(cfg.split, cfg.num_prompts)
+    conventions = as_conventions(cfg.get("rouge"))
     with precision.forward_context():  # as the run's test stage generated and scored
         stories, metrics = generate_and_score(
             backbone,
@@ -98,12 +99,12 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, 
             max_length=datamodule.story_format.max_length,
             batch_size=cfg.batch_size,
             seed=cfg.seed,
-            rouge=as_conventions(cfg.get("rouge")),
+            rouge=conventions,
         )
         metrics["loss"] = mean_loss(backbone, loader)
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_generations(out_dir / "generations.jsonl", story_records(prompts, stories))
+    write_generations(out_dir / "generations.jsonl", story_records(prompts, stories, conventions))
     plot_lengths([s.text for s in stories], [p.reference for p in prompts], out_dir / "lengths.png")
     return metrics
 

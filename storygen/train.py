@@ -29,10 +29,12 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from storygen.callbacks.loggers import SummarizingWandbLogger
 from storygen.environment.devices import enable_tf32
 from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.secrets import loggable_config, mask_secrets
 from storygen.environment.shutdown import exit_quickly
+from storygen.environment.wandb_run import dashboard_keys
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
 from storygen.run.checks import (
@@ -114,7 +116,11 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
         check_packing_isolation(model.backbone)
 
     for logger in loggers:
-        logger.log_hyperparams(loggable_config(cfg) | {"overrides": record.overrides})
+        if isinstance(logger, SummarizingWandbLogger):
+            logger.save_configs(Path(cfg.paths.output_dir) / ".hydra")
+        logger.log_hyperparams(
+            loggable_config(cfg) | {"overrides": record.overrides} | dashboard_keys(cfg)
+        )
     if cfg.train:
         started = time.perf_counter()
         # a requeued SLURM job resumes from its own last.ckpt (storygen.run.slurm)
@@ -138,6 +144,9 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
             model.backbone, model.tokenizer, Path(cfg.paths.output_dir) / "export"
         )
         log.info("Exported the trained model to %s", export.model_dir)
+        for logger in loggers:
+            if isinstance(logger, SummarizingWandbLogger):
+                logger.log_export(export.model_dir, trainer.checkpoint_callback)
     log.info(summarize_run(trainer, wandb_run_dir(trainer)))
     return record.metrics
 

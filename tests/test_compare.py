@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from storygen.compare import default_mode, read_local_runs, record_from_wandb, sort_runs
 from storygen.compare.__main__ import main
-from storygen.metrics.story import score_stories
+from storygen.metrics.intervals import mean_interval
+from storygen.metrics.story import per_story_scores, score_stories
+from tests.wandb_records import wandb_config, wandb_history, wandb_summary
 
 REFERENCES = [
     "Once upon a time a little fox found a red ball in the garden and wanted to keep it forever.",
@@ -29,6 +33,7 @@ REFERENCES = [
     "A tiny bird could not fly yet. Her mother sang to her every day until one morning she flew.",
 ]
 STORY_METRICS = sorted(score_stories(REFERENCES, REFERENCES, [True] * 4))
+ENDED = [True, False, True, True]
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class FixtureRun:
     story_fraction: float
     """How much of each reference the "generated" story repeats: more words, higher ROUGE-1."""
     error: str | None = None
+    seed: int | None = None
+    """Set: the run's overrides hold `seed=<seed>`."""
 
 
 # Sorted by val/loss: 1, 0, 3, then 2, which failed although its last val/loss is lowest.
@@ -72,6 +79,7 @@ def metrics_rows(run: FixtureRun, scores: dict[str, float]) -> list[dict[str, An
 
 def write_run(run_dir: Path, run: FixtureRun) -> None:
     overrides = ["experiment=quickstart", f"model.optimizer.lr={run.lr}", "logger=csv"]
+    overrides += [] if run.seed is None else [f"seed={run.seed}"]
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     (run_dir / ".hydra" / "config.yaml").write_text(
@@ -80,7 +88,7 @@ def write_run(run_dir: Path, run: FixtureRun) -> None:
         "paths:\n  output_dir: ${hydra:runtime.output_dir}\n"
     )
     stories = generations(run.story_fraction)
-    scores = score_stories(stories, REFERENCES, [True, False, True, True])
+    scores = score_stories(stories, REFERENCES, ENDED)
     rows = metrics_rows(run, scores)
     columns = ["epoch", "lr-AdamW", "step", "train/loss", "val/loss", "test/loss"]
     columns += [f"{stage}/{name}" for stage in ("val", "test") for name in STORY_METRICS]
@@ -93,10 +101,11 @@ def write_run(run_dir: Path, run: FixtureRun) -> None:
     (run_dir / "generations").mkdir()
     split = "val" if run.error else "test"
     with (run_dir / "generations" / f"{split}.jsonl").open("w") as handle:
-        for reference, story in zip(REFERENCES, stories):
+        story_scores = per_story_scores(stories, REFERENCES, ENDED)
+        for reference, story, ended, own in zip(REFERENCES, stories, ENDED, story_scores):
             line = {"prompt": reference.split(".")[0], "reference": reference}
-            line |= {"generation": story, "new_tokens": 30, "ended_with_eos": True}
-            handle.write(json.dumps(line) + "\n")
+            line |= {"generation": story, "new_tokens": 30, "ended_with_eos": ended}
+            handle.write(json.dumps(line | {"scores": own}) + "\n")
 
     stage = "val" if run.error else "test"
     last_train_loss = [row["train/loss"] for row in rows if "train/loss" in row][-1]
@@ -263,6 +272,7 @@ def test_several_sweeps_need_out_and_name_runs_by_sweep(
         ),
         (lambda tmp: [str(tmp / "sweep"), "--metric", "val/bleu"], "--metric val/bleu: no run"),
         (lambda tmp: ["--wandb", "me/storygen"], "needs --group G and --out DIR"),
+        (lambda tmp: [str(tmp / "sweep"), "--baseline", "7"], "--baseline 7: no run"),
     ],
 )
 def test_bad_input_is_one_error_line(tmp_path: Path, capsys, make_args, message: str) -> None:
@@ -290,6 +300,67 @@ def test_cli_missing_dir_exits_2_with_one_error_line(tmp_path: Path) -> None:
         f"error: {missing} does not exist or is not a directory; pass a run dir "
         "(outputs/<task>/<date>/<time>/) or a sweep dir (multirun/<date>/<time>/)."
     ]
+
+
+def section_tables(report: Path, title: str) -> list[list[dict[str, str]]]:
+    """The markdown tables of one `## ` section of the report, each as one dict per row."""
+    text = report.read_text()
+    section = text[text.index(f"## {title}") :].split("\n## ")[0]
+    tables, rows = [], []
+    for line in [*section.splitlines(), ""]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+        elif rows:
+            header, _, *body = rows
+            tables.append([dict(zip(header, row)) for row in body])
+            rows = []
+    return tables
+
+
+def test_intervals_over_prompts_and_against_the_best(compared_sweep: Path) -> None:
+    means, against = section_tables(compared_sweep / "compare" / "report.md", "How sure")
+    # one configuration per run (no seeds), best (lowest val/loss) first
+    assert [row["runs"] for row in means] == ["1", "0", "3", "2"]
+    for row, run in zip(means, [RUNS[1], RUNS[0], RUNS[3], RUNS[2]]):
+        own = per_story_scores(generations(run.story_fraction), REFERENCES, ENDED)
+        for key in ("rouge1", "rougeLsum", "len_mean", "repetition3", "eos_rate"):
+            assert row[key] == str(mean_interval([story[key] for story in own])), key
+        assert (row["seeds"], row["prompts"]) == ("1", "4")
+    # run 0 repeats 90% of each reference, the best run (1) 40%: higher ROUGE on every
+    # prompt, so better; longer stories, which have no better side: higher
+    assert [row["rouge1"] for row in against][0] == "baseline"
+    assert against[1]["rouge1"].startswith("better (+")
+    assert against[1]["len_mean"].startswith("higher (+")
+    # every run has the same EOS on every prompt
+    assert {row["eos_rate"] for row in against[1:]} == {"not distinguishable (+0 [+0, +0])"}
+
+
+def test_runs_differing_only_in_seed_are_one_configuration(tmp_path: Path) -> None:
+    sweep = write_sweep(
+        tmp_path / "sweep",
+        [
+            FixtureRun(0, "0.001", [3.0], story_fraction=0.5, seed=1),
+            FixtureRun(1, "0.001", [3.1], story_fraction=0.6, seed=2),
+            FixtureRun(2, "0.003", [3.2], story_fraction=0.5),
+            FixtureRun(3, "0.0003", [3.3], story_fraction=0.5),
+        ],
+    )
+    main([str(sweep), "--baseline", "2"])
+    means, against = section_tables(sweep / "compare" / "report.md", "How sure")
+    assert [(row["runs"], row["seeds"]) for row in means] == [("0, 1", "2"), ("2", "1"), ("3", "1")]
+    seeds = [per_story_scores(generations(f), REFERENCES, ENDED) for f in (0.5, 0.6)]
+    pooled = [[story["rouge1"] for story in seed] for seed in seeds]
+    assert means[0]["rouge1"].startswith(f"{np.mean(pooled):.4g} [")
+    assert means[0]["configuration"] == "`model.optimizer.lr=0.001`"
+    # run 3 wrote the same stories as the baseline (run 2) with another learning rate: not
+    # distinguishable in any metric
+    assert [row["configuration"] for row in against] == [
+        "`model.optimizer.lr=0.001`",
+        "`model.optimizer.lr=0.003`",
+        "`model.optimizer.lr=0.0003`",
+    ]
+    assert set(list(against[1].values())[1:]) == {"baseline"}
+    assert set(list(against[2].values())[1:]) == {"not distinguishable (+0 [+0, +0])"}
 
 
 # --- W&B ----------------------------------------------------------------------------------
@@ -394,3 +465,128 @@ def test_wandb_flag_builds_the_report_from_the_group(tmp_path: Path, monkeypatch
     assert [row["run"] for row in rows] == ["lr-3e-3", "lr-1e-3", "lr-1e-2"]
     assert rows[2]["status"] == "**failed**: W&B state: crashed"
     assert (out / "lengths.png").stat().st_size > 10_000
+
+
+def wandb_run_from_offline_files(run_dir: Path) -> FakeWandbRun:
+    """The run as W&B's API would give it once synced: summary, history, config and files read
+    from its offline run file and dir (the summary with its {min|max, last} dicts as they are)."""
+    (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    files = run_file.parent / "files"
+    return FakeWandbRun(
+        name=run_dir.name,
+        state="finished",
+        config=wandb_config(run_file),
+        summary=wandb_summary(run_file),
+        history=wandb_history(run_file),
+        stored_files={
+            str(path.relative_to(files)): path.read_text()
+            for path in files.glob("media/table/**/*.json")
+        },
+    )
+
+
+def test_wandb_summary_dicts_give_the_same_record_as_the_run_dir(trained_run_copy) -> None:
+    run_dir = trained_run_copy.output_dir
+    # what Hydra writes into a run dir (the fixture trained in-process, without one)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(trained_run_copy.config, run_dir / ".hydra" / "config.yaml")
+    local = read_local_runs([run_dir])[0]
+    synced = record_from_wandb(wandb_run_from_offline_files(run_dir), run_dir)
+
+    story_and_loss = {key for key in local.metrics if key.startswith(("val/", "test/"))}
+    assert {"val/loss", "test/rouge1", "test/len_mean"} <= story_and_loss
+    for key in story_and_loss | {"train/loss"}:
+        assert synced.metrics[key] == pytest.approx(local.metrics[key], rel=1e-6), key
+    assert synced.best.keys() == local.best.keys()
+    assert {"val/loss", "val/rouge1", "test/rouge1", "test/distinct2"} <= synced.best.keys()
+    for key, value in local.best.items():
+        assert synced.best[key] == pytest.approx(value, rel=1e-6), key
+    assert synced.curves == pytest.approx(local.curves)
+    assert synced.generations == local.generations
+    # each story's scores, from the W&B table's columns: the intervals need no run dir
+    assert synced.story_scores == local.story_scores
+    assert len(synced.story_scores) == 8 and "rouge1" in synced.story_scores[0]
+
+
+def test_group_help_names_the_group_a_sweep_gets(tmp_path: Path, capsys) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import read_write
+
+    from storygen.environment.wandb_run import run_group
+    from tests.conftest import compose_config
+
+    cfg = compose_config([], tmp_path)
+    with read_write(cfg.hydra):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.sweep.dir = "multirun/2026-11-28/12-00-00"
+    HydraConfig().set_config(cfg)
+    try:
+        assert run_group(cfg.task_name) == "train-2026-11-28-12-00-00"
+    finally:
+        HydraConfig.instance().cfg = None  # no later test runs inside this sweep
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "<task>-<date>-<time> for a sweep (its dir multirun/<date>/<time>)" in help_text
+    assert "--group train-2026-11-28-12-00-00" in help_text
+
+
+def test_figures_name_runs_by_what_differs_with_intervals_on_rouge(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from storygen.compare import report
+
+    drawn = {}
+    save = report.save
+
+    def keep(figure, path):  # what each figure shows, read before it is written and closed
+        drawn[path.name] = figure.axes
+        return save(figure, path)
+
+    monkeypatch.setattr(report, "save", keep)
+    main([str(write_sweep(tmp_path / "sweep")), "--out", str(tmp_path / "out")])
+
+    labels = ["lr=0.003", "lr=0.001", "lr=0.0003", "lr=0.01"]  # best first, as the table
+    for ax in drawn["loss_curves.png"]:
+        shown = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert set(shown) <= set(labels) and shown, shown
+    (rouge,) = drawn["rouge.png"]
+    assert [tick.get_text() for tick in rouge.get_xticklabels()] == labels
+    assert [ax.get_title() for ax in drawn["lengths.png"] if ax.get_visible()] == labels
+    # ROUGE-1's error bars span each run's 95% interval over prompts
+    bars = next(c for c in rouge.containers if c.get_label() == "rouge1")
+    (segments,) = bars.errorbar.lines[2]
+    spans = [tuple(segment[:, 1]) for segment in segments.get_segments()]
+    for (low, high), run in zip(spans, [RUNS[1], RUNS[0], RUNS[3], RUNS[2]]):
+        own = per_story_scores(generations(run.story_fraction), REFERENCES, ENDED)
+        interval = mean_interval([story["rouge1"] for story in own])
+        assert (low, high) == pytest.approx((interval.low, interval.high), abs=1e-6)
+    report_md = (tmp_path / "out" / "report.md").read_text()
+    assert "![ROUGE; runs: lr=0.003; lr=0.001; lr=0.0003; lr=0.01](rouge.png)" in report_md
+
+
+def test_run_labels_stay_unambiguous() -> None:
+    from storygen.compare.report import run_labels
+    from storygen.compare.sources import ComparedRun
+
+    def run(name: str, *overrides: str) -> ComparedRun:
+        return ComparedRun(name=name, status="completed", overrides=("logger=csv", *overrides))
+
+    runs = [
+        run("0", "model.optimizer.lr=1e-3"),
+        run("1", "model.optimizer.lr=3e-3", "seed=1"),
+        run("2", "model.optimizer.lr=3e-3", "seed=1"),
+        run("3", "data.lr=5"),
+        run("4"),
+    ]
+    # two keys end in `lr`: both spelled out; identical runs told apart by their names; the
+    # override every run shares (logger=csv) left out; a run with none of its own: its name
+    assert run_labels(runs) == {
+        "0": "model.optimizer.lr=1e-3",
+        "1": "model.optimizer.lr=3e-3, seed=1 (1)",
+        "2": "model.optimizer.lr=3e-3, seed=1 (2)",
+        "3": "data.lr=5",
+        "4": "4",
+    }
+    assert run_labels(runs[:3])["0"] == "lr=1e-3"

@@ -134,3 +134,54 @@ def test_the_html_report_renders_every_image_and_story_in_chromium(study_sweep, 
     for job in (0, 1, 2, 3):
         for number in range(3):
             assert marked_story(job, number) in text
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium (apt-get install chromium)")
+def test_the_html_report_reads_like_a_tools_page_in_chromium(study_sweep, tmp_path):
+    out = study_sweep / "compare"
+    # in a narrow window: what the browser computed, recorded on the body after load
+    probe = out / "style-probe.html"
+    probe.write_text(
+        (out / "report.html").read_text()
+        + """<script>window.addEventListener('load', () => {
+  const box = document.querySelector('.scroll'), first = box.querySelector('td');
+  const cells = box.querySelectorAll('td:not(:first-child)');
+  const number = [...cells].find(c => /^[0-9.,]+$/.test(c.textContent));
+  const style = e => getComputedStyle(e);
+  document.body.setAttribute('data-probe', JSON.stringify({
+    font: style(document.body).fontFamily,
+    overflow: style(box).overflowX,
+    scrolls: box.scrollWidth > box.clientWidth,
+    pageWider: document.documentElement.scrollWidth > window.innerWidth,
+    firstColumn: style(first).position, firstText: first.textContent,
+    numberAlign: style(number).textAlign,
+    images: [...document.images].map(i => [
+      i.getBoundingClientRect().width <= parseFloat(style(document.body).width),
+      i.getAttribute('alt')]),
+  }));
+});</script>"""
+    )
+    flags = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+    flags += "--disable-background-networking --disable-component-update --disable-sync"
+    result = subprocess.run(
+        [CHROMIUM, *flags.split(), f"--user-data-dir={tmp_path / 'profile'}"]
+        + ["--window-size=900,800", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    probe.unlink()
+    found = re.search(r'data-probe="([^"]*)"', result.stdout)
+    assert result.returncode == 0 and found, result.stderr[-2000:]
+    page = json.loads(html.unescape(found[1]))
+    assert "system-ui" in page["font"]  # a stylesheet, not the browser's default serif
+    # the wide run table scrolls inside its box, the page itself does not widen
+    assert page["overflow"] == "auto" and page["scrolls"] and not page["pageWider"]
+    assert page["firstColumn"] == "sticky" and page["firstText"] == "1"  # the run column
+    assert page["numberAlign"] == "right"
+    # figures fit the page, and name the runs as the figures label them
+    assert all(fits for fits, _ in page["images"]), page["images"]
+    alts = dict((alt.split(";")[0], alt) for _, alt in page["images"])
+    runs = "runs: lr=0.003; lr=0.001; lr=0.0003; lr=0.01"
+    for title in ("Loss curves", "ROUGE", "Story lengths (generated vs reference, words)"):
+        assert alts[title] == f"{title}; {runs}"

@@ -72,6 +72,9 @@ def test_evaluate_agrees_with_the_runs_own_test_stage(trained_run, tmp_path):
     in_training = [json.loads(line) for line in (trained_run / "generations/test.jsonl").open()]
     assert len(generated) == 8
     assert [g["generation"] for g in generated] == [g["generation"] for g in in_training]
+    # each story's own scores too, which compare's intervals resample
+    assert [g["scores"] for g in generated] == [g["scores"] for g in in_training]
+    assert {"rouge1", "len_mean", "eos_rate"} <= generated[0]["scores"].keys()
     assert any(g["generation"] for g in generated)
     # the share of stories the cap cut, as the trainer and evaluate log it
     cut = sum(not g["ended_with_eos"] for g in generated) / len(generated)

@@ -40,6 +40,27 @@ STUDY_RUNS = ("gpt2_writingprompts", "mistral_tinystories", "mistral_writingprom
 # --- the study's configuration ------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("run", "tags"),
+    [
+        ("gpt2_writingprompts", "study gpt2 full writingprompts model:gpt2 data:writingprompts"),
+        (
+            "mistral_tinystories",
+            "study mistral qlora tinystories model:mistral_lora data:tinystories",
+        ),
+        (
+            "mistral_writingprompts",
+            "study mistral qlora writingprompts model:mistral_lora data:writingprompts",
+        ),
+    ],
+)
+def test_each_study_run_keeps_its_presets_tags_with_its_model_and_data(
+    run: str, tags: str, tmp_path: Path
+) -> None:
+    cfg = compose_config(["experiment=study", f"study_run={run}"], tmp_path)
+    assert OmegaConf.to_container(cfg.logger.wandb, resolve=True)["tags"] == tags.split()
+
+
 @pytest.mark.parametrize("run", STUDY_RUNS)
 def test_each_study_run_composes_the_studys_settings(run: str, tmp_path: Path) -> None:
     cfg = compose_config(["experiment=study", f"study_run={run}"], tmp_path)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TINY_RUN, run_module
+from tests.wandb_records import wandb_config, wandb_records
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +85,35 @@ def test_a_2x2_sweep_gives_four_runs_in_one_wandb_group_and_a_report(tmp_path):
     assert len(rows) == 4
     for figure in ("loss_curves.png", "rouge.png", "lengths.png"):
         assert (sweep_dir / "compare" / figure).stat().st_size > 10_000
+
+
+def test_a_sweeps_runs_log_their_choices_and_exactly_the_swept_keys_typed(tmp_path, monkeypatch):
+    # W&B's default data dir (staged tables and artifacts): offline, nothing may land there,
+    # outside the run dirs
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "home-data"))
+    _, sweep_dir = sweep(tmp_path, "model=gpt2_tiny", "data=tinystories", "seed=1,2")
+    assert not [p for p in (tmp_path / "home-data").rglob("*") if p.is_file()]
+    for job, seed in zip(job_dirs(sweep_dir), (1, 2)):
+        (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
+        assert list((job / "wandb" / "data" / "artifacts" / "staging").iterdir())  # the tables
+        # the run's .hydra configs saved with it; offline no model artifact (checkpoints,
+        # export), only the generations tables W&B keeps as artifacts
+        saved = run_file.parent / "files" / ".hydra"
+        assert (saved / "config.yaml").read_text() == (job / ".hydra" / "config.yaml").read_text()
+        assert (saved / "overrides.yaml").is_file()
+        records = wandb_records(run_file)
+        kinds = {r.artifact.type for r in records if r.WhichOneof("record_type") == "artifact"}
+        assert kinds == {"run_table"}, kinds
+        config = wandb_config(run_file)
+        # what the dashboard groups by: scalar choices, and the one key the sweep varied (the
+        # fixed overrides, data.max_train_samples=16 ..., are not in it), as an int
+        assert config["choices"]["model"] == "gpt2_tiny"
+        assert config["choices"]["data"] == "tinystories"
+        assert config["choices"]["trainer"] == "cpu"
+        assert config["choices"]["experiment"] is None
+        assert config["sweep"] == {"seed": seed} and isinstance(config["sweep"]["seed"], int)
+        (run,) = (r.run for r in wandb_records(run_file) if r.WhichOneof("record_type") == "run")
+        assert list(run.tags) == ["dev", "model:gpt2_tiny", "data:tinystories"]
 
 
 def test_a_failing_job_does_not_end_a_parallel_sweep(tmp_path):

@@ -16,6 +16,7 @@ from lightning.pytorch import Callback
 from omegaconf import open_dict
 
 from storygen.inspect import report
+from storygen.metrics.intervals import mean_interval
 from storygen.run.errors import StorygenError
 from storygen.run.summary import train_loss_curve
 from storygen.train import train
@@ -27,7 +28,7 @@ from tests.conftest import (
     compose_config,
     run_module,
 )
-from tests.wandb_records import wandb_history
+from tests.wandb_records import wandb_history, wandb_summary
 
 
 def wandb_run_file(output_dir: Path) -> Path:
@@ -65,6 +66,50 @@ def test_fit_and_test_write_checkpoints_metrics_and_a_wandb_run(trained_run: Tra
         assert len(wandb_column(history, key)) == 1, key
     media = {key for row in history for key in row}  # tables and histograms, by their type
     assert {"val/generations/_type", "val/length_histogram/_type"} <= media
+
+
+def csv_rows(metrics_csv: Path, key: str) -> list[tuple[int, float]]:
+    with metrics_csv.open(newline="") as handle:
+        return [
+            (int(row["step"]), float(row[key]))
+            for row in csv.DictReader(handle)
+            if row.get(key) not in (None, "")
+        ]
+
+
+def test_wandb_summary_keeps_best_and_last_and_the_best_checkpoint(tmp_path):
+    # 6 steps validated every 2, at a learning rate high enough that the loss rises again
+    # after the second validation: best and last differ
+    overrides = ["trainer.val_check_interval=2", "model.optimizer.lr=0.5", "export=false"]
+    train(compose_config([*TINY_RUN, *overrides], tmp_path))
+    summary = wandb_summary(wandb_run_file(tmp_path))
+    metrics_csv = tmp_path / "csv" / "metrics.csv"
+    for key, better in [
+        ("val/loss", min),
+        ("val/ppl", min),
+        ("val/rouge1", max),
+        ("val/distinct2", max),
+        ("val/repetition3", min),
+    ]:
+        values = [value for _, value in csv_rows(metrics_csv, key)]
+        assert len(values) == 3, key
+        mode = better.__name__
+        assert set(summary[key]) == {mode, "last"}, summary[key]
+        assert summary[key][mode] == pytest.approx(better(values), rel=1e-6), key
+        assert summary[key]["last"] == pytest.approx(values[-1], rel=1e-6), key
+    losses = csv_rows(metrics_csv, "val/loss")
+    best_step, best_loss = min(losses, key=lambda row: row[1])
+    assert best_loss < losses[-1][1]  # the run this test needs: its best is not its last
+    ((_, test_rouge1),) = csv_rows(metrics_csv, "test/rouge1")
+    assert summary["test/rouge1"] == {"max": pytest.approx(test_rouge1), "last": test_rouge1}
+    # a metric with no better side keeps W&B's plain last value
+    assert summary["val/len_mean"] == pytest.approx(csv_rows(metrics_csv, "val/len_mean")[-1][1])
+    # the best checkpoint: the lowest val/loss and its step (Lightning logs a validation's
+    # metrics at the step before the one its checkpoint is named after)
+    assert summary["checkpoint/monitor"] == "val/loss"
+    assert summary["checkpoint/best_score"] == pytest.approx(best_loss, rel=1e-6)
+    assert summary["checkpoint/best_step"] == best_step + 1
+    assert (tmp_path / "checkpoints" / f"epoch_000-step_{best_step + 1:06d}.ckpt").is_file()
 
 
 def test_loss_falls_over_a_real_epoch(trained_run: TrainedRun):
@@ -235,3 +280,26 @@ def test_inspect_counts_the_tokens_an_epoch_trains(trained_run: TrainedRun, tmp_
     counted = int(lines[0].split(":")[1].replace(",", ""))
     trained = json.loads((trained_run.output_dir / "run.json").read_text())["train_tokens"]
     assert counted == trained > 240 * 50
+
+
+def test_generations_keep_each_storys_scores_whose_means_are_the_logged_metrics(
+    trained_run: TrainedRun,
+):
+    for split in ("val", "test"):
+        path = trained_run.output_dir / "generations" / f"{split}.jsonl"
+        stories = [json.loads(line) for line in path.read_text().splitlines()]
+        assert len(stories) == {"val": 4, "test": 8}[split]
+        for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "len_mean", "repetition3"):
+            mean = sum(story["scores"][key] for story in stories) / len(stories)
+            assert mean == pytest.approx(trained_run.metrics[f"{split}/{key}"], rel=1e-5), key
+        assert [s["scores"]["eos_rate"] for s in stories] == [
+            float(s["ended_with_eos"]) for s in stories
+        ]
+    # the test stage's intervals over prompts, in the W&B summary beside the means
+    summary = wandb_summary(wandb_run_file(trained_run.output_dir))
+    for key in ("rouge1", "rougeLsum", "len_mean", "repetition3", "eos_rate"):
+        interval = mean_interval([story["scores"][key] for story in stories])
+        assert summary[f"test/{key}_lo"] == pytest.approx(interval.low), key
+        assert summary[f"test/{key}_hi"] == pytest.approx(interval.high), key
+        assert interval.low <= trained_run.metrics[f"test/{key}"] <= interval.high, key
+    assert summary["test/rouge1_lo"] < summary["test/rouge1_hi"]

@@ -84,3 +84,19 @@ def wandb_config(path: Path) -> dict:
             for item in record.config.update:
                 config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return config
+
+
+def wandb_summary(path: Path) -> dict:
+    """The run's summary as W&B's API gives it: each key's latest value (a dict {min, last}
+    for a metric defined with a summary; a table's or histogram's fields nested under its key,
+    which the file stores one by one under a nested key)."""
+    summary: dict = {}
+    for record in wandb_records(path):
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                *parents, name = [item.key] if item.key else list(item.nested_key)
+                node = summary
+                for parent in parents:
+                    node = node.setdefault(parent, {})
+                node[name] = json.loads(item.value_json)
+    return summary

@@ -47,6 +47,9 @@ TRAINER_NAMES: tuple[str, ...] = (
 # dotted paths from a CSVLogger: 2.0-2.6.6
 CSV_LOGGER_NAMES: tuple[str, ...] = ("_fs", "_experiment")
 
+# dotted paths from a WandbLogger: 2.0-2.6.6 (the `offline` it was given, kept under this name)
+WANDB_LOGGER_NAMES: tuple[str, ...] = ("_offline",)
+
 
 def _missing(owner: object, paths: Iterable[str]) -> list[str]:
     """The dotted paths that do not resolve on `owner`."""
@@ -63,7 +66,7 @@ def _missing(owner: object, paths: Iterable[str]) -> list[str]:
 
 def check_lightning_internals(trainer: Trainer | None = None) -> None:
     """Stop with one message if the installed Lightning lacks a private name storygen uses."""
-    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
     missing = [
         f"{owner.__name__}.{path}" for owner, path in MODULE_NAMES if _missing(owner, [path])
@@ -73,6 +76,8 @@ def check_lightning_internals(trainer: Trainer | None = None) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, CSVLogger):
                 missing += [f"CSVLogger.{p}" for p in _missing(logger, CSV_LOGGER_NAMES)]
+            if isinstance(logger, WandbLogger):
+                missing += [f"WandbLogger.{p}" for p in _missing(logger, WANDB_LOGGER_NAMES)]
     if missing:
         raise StorygenError(
             f"lightning {lightning.__version__} lacks {', '.join(missing)}, which storygen's "
@@ -108,3 +113,8 @@ def restart_train_iterator(trainer: Trainer) -> None:
 def stop_after_this_step(trainer: Trainer) -> None:
     """Lightning's clean exit, as on SIGTERM: raised once this step's metrics are logged."""
     trainer._signal_connector.received_sigterm = True
+
+
+def wandb_logger_is_offline(logger: object) -> bool:
+    """Whether a Lightning W&B logger logs offline (it keeps no public flag for it)."""
+    return logger._offline

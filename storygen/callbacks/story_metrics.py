@@ -10,6 +10,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 
+from storygen.metrics.intervals import mean_interval
 from storygen.metrics.lengths import word_counts
 from storygen.metrics.rouge import as_conventions
 from storygen.metrics.scoring import generate_and_score, story_records, write_generations
@@ -76,15 +77,34 @@ class StoryMetricsCallback(Callback):
             )
         metrics = {f"{stage}/{name}": value for name, value in scores.items()}
         pl_module.log_dict(metrics, sync_dist=True)
-        self.samples = story_records(prompts, stories)
+        self.samples = story_records(prompts, stories, self.rouge)
         self._log_table(trainer, stage)
+        if trainer.is_global_zero:
+            self._summarize_intervals(trainer, stage)
         if self.generations_dir is not None and trainer.is_global_zero:
             # the latest stories of the stage, for `storygen.compare` and for reading
             write_generations(self.generations_dir / f"{stage}.jsonl", self.samples)
 
+    def _summarize_intervals(self, trainer: Trainer, stage: str) -> None:
+        """The 95% interval over prompts of each per-story metric in the W&B summary
+        (`test/rouge1_lo`, `test/rouge1_hi`), beside the mean the metric logs."""
+        wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not wandb_loggers:
+            return
+        bounds = {}
+        for name in self.samples[0]["scores"]:
+            interval = mean_interval([sample["scores"][name] for sample in self.samples])
+            bounds |= {f"{stage}/{name}_lo": interval.low, f"{stage}/{name}_hi": interval.high}
+        for logger in wandb_loggers:
+            logger.experiment.summary.update(bounds)
+
     def _log_table(self, trainer: Trainer, stage: str) -> None:
         columns = ["step", "prompt", "reference", "generation", "new_tokens", "ended_with_eos"]
         rows = [[trainer.global_step] + [s[key] for key in columns[1:]] for s in self.samples]
+        # each story's scores as columns `scores/rouge1`, ...: compare --wandb reads them back
+        names = list(self.samples[0]["scores"]) if self.samples else []
+        columns += [f"scores/{name}" for name in names]
+        rows = [row + [s["scores"][n] for n in names] for row, s in zip(rows, self.samples)]
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 import wandb

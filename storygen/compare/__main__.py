@@ -21,6 +21,7 @@ from pathlib import Path
 from storygen.compare.report import write_report
 from storygen.compare.reproduction import write_study_report
 from storygen.compare.sources import (
+    GROUP_HELP,
     RUN_DIR_HELP,
     ComparedRun,
     find_run_dirs,
@@ -67,8 +68,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also write study.md: the study's published table with these runs beside it",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="RUN",
+        help="compare every configuration with this run's (a run name in the table; default: "
+        "the best run's) by a paired bootstrap on their shared prompts",
+    )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
-    parser.add_argument("--group", help="with --wandb: the W&B group (the runs' task_name)")
+    parser.add_argument("--group", help=f"with --wandb: the W&B group; {GROUP_HELP}")
     parser.add_argument(
         "--storage",
         help="an Optuna search's database URL (default: the one its sweep dir names, or "
@@ -100,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
         records, source, out = load_runs(args)
         study = find_study(args.dirs, args.storage)
-        written = write_report(records, source, out, args.metric, args.mode, args.html, study)
+        written = write_report(
+            records, source, out, args.metric, args.mode, args.html, study, args.baseline
+        )
         if args.study:
             written.append(write_study_report(records, out))
         print(f"compared {len(records)} runs: " + ", ".join(str(path) for path in written))

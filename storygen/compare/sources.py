@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from storygen.compare.conventions import conventions_of
+from storygen.metrics.directions import SUMMARIZED_STAGES, direction
 from storygen.run.errors import StorygenError
 from storygen.run.record import GENERATIONS_DIR, RECORD_FILE
 
@@ -25,6 +26,11 @@ WANDB_STATUS = {
     "killed": "failed",
     "preempted": "failed",
 }
+GROUP_HELP = (
+    "the group is <task>-<date>-<time> for a sweep (its dir multirun/<date>/<time>), "
+    "<task>-<study_name> for an Optuna search, the task_name for a single run "
+    "(e.g. --group train-2026-11-28-12-00-00)"
+)
 RUN_DIR_HELP = "a run dir (outputs/<task>/<date>/<time>/) or a sweep dir (multirun/<date>/<time>/)"
 
 
@@ -41,6 +47,9 @@ class ComparedRun:
     optimized_metric: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     """Final value of each logged metric: `val/loss`, `test/rouge1`, ..."""
+    best: dict[str, float] = field(default_factory=dict)
+    """Best value over the run of each val/test metric that has a better side (the lowest
+    `val/loss`, the highest `val/rouge1`), as W&B's summary holds it."""
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     """(step, value) points of `train/loss` and `val/loss`."""
     trainable_params: int | None = None
@@ -52,6 +61,8 @@ class ComparedRun:
     generations: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
+    story_scores: tuple[dict[str, float], ...] = ()
+    """Each story's own scores (`rouge1`, `len_mean`, ...), aligned with `prompts`."""
     rouge: dict[str, dict[str, object]] = field(default_factory=dict)
     """The ROUGE conventions its ROUGE keys were made under: name -> settings."""
     config: Any = None
@@ -113,12 +124,25 @@ def last_logged_values(rows: list[dict[str, str]]) -> dict[str, float]:
     return values
 
 
+def best_logged_values(rows: list[dict[str, str]]) -> dict[str, float]:
+    """The best of each val/test column with a better side, as W&B's summary keeps it."""
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if value and key.startswith(SUMMARIZED_STAGES) and direction(key):
+                columns.setdefault(key, []).append(float(value))
+    return {
+        key: (min if direction(key) == "min" else max)(values) for key, values in columns.items()
+    }
+
+
 def curve_from_rows(rows: list[dict[str, str]], key: str) -> list[tuple[int, float]]:
     return [(int(float(row["step"])), float(row[key])) for row in rows if row.get(key)]
 
 
-Stories = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-"""Generated stories, their references and their prompts, in the same order."""
+Stories = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[dict[str, float], ...]]
+"""Generated stories, their references, their prompts and each story's own scores (empty
+where the run's files predate them), in the same order."""
 
 
 def stories_of(rows: list[dict[str, Any]]) -> Stories:
@@ -126,7 +150,13 @@ def stories_of(rows: list[dict[str, Any]]) -> Stories:
         tuple(r["generation"] for r in rows),
         tuple(r["reference"] for r in rows),
         tuple(r.get("prompt", "") for r in rows),
+        tuple(r.get("scores") or story_score_columns(r) for r in rows),
     )
+
+
+def story_score_columns(row: dict[str, Any]) -> dict[str, float]:
+    """A W&B generations table keeps each story's scores as columns `scores/<name>`."""
+    return {key.split("/", 1)[1]: value for key, value in row.items() if key.startswith("scores/")}
 
 
 def read_stories(run_dir: Path) -> Stories:
@@ -136,7 +166,7 @@ def read_stories(run_dir: Path) -> Stories:
         if path.is_file():
             lines = path.read_text().splitlines()
             return stories_of([json.loads(line) for line in lines if line.strip()])
-    return (), (), ()
+    return (), (), (), ()
 
 
 def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
@@ -150,7 +180,7 @@ def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
     if overrides is None and (hydra_dir / "overrides.yaml").is_file():
         overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
     rows = read_metrics_csv(run_dir)
-    generations, references, prompts = read_stories(run_dir)
+    generations, references, prompts, story_scores = read_stories(run_dir)
     return ComparedRun(
         name=name,
         status=summary.get("status", "incomplete"),
@@ -158,6 +188,7 @@ def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
         overrides=tuple(overrides or ()),
         optimized_metric=summary.get("optimized_metric", config.get("optimized_metric")),
         metrics=last_logged_values(rows) | (summary.get("metrics") or {}),
+        best=best_logged_values(rows),
         curves={key: curve_from_rows(rows, key) for key in LOSS_CURVES},
         trainable_params=(summary.get("parameters") or {}).get("trainable"),
         total_params=(summary.get("parameters") or {}).get("total"),
@@ -168,6 +199,7 @@ def read_run_dir(run_dir: Path, name: str) -> ComparedRun:
         generations=generations,
         references=references,
         prompts=prompts,
+        story_scores=story_scores,
         rouge=conventions_of(config),
         config=config or None,
     )
@@ -200,14 +232,37 @@ def wandb_stories(run: Any, download_dir: Path) -> Stories:
             with run.file(table_file["path"]).download(root=str(download_dir), replace=True) as f:
                 table = json.load(f)
             return stories_of([dict(zip(table["columns"], row)) for row in table["data"]])
-    return (), (), ()
+    return (), (), (), ()
+
+
+def summary_metrics(summary: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """The last and the best value of each metric in a W&B summary: a metric defined with a
+    summary (storygen's val/test metrics) is a dict `{min|max, last}`, others a number."""
+    last: dict[str, float] = {}
+    best: dict[str, float] = {}
+    # wandb's HTTPSummary has keys() and get() but no __iter__
+    for key in [k for k in summary.keys() if k.startswith(METRIC_PREFIXES)]:  # noqa: SIM118
+        value = summary.get(key)
+        if hasattr(value, "get") and value.get("_type") is None:  # not a table or histogram
+            for mode in ("min", "max"):
+                if is_number(value.get(mode)):
+                    best[key] = float(value.get(mode))
+            value = value.get("last")
+        if is_number(value):
+            last[key] = float(value)
+    return last, best
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
     """A W&B run as a ComparedRun, so W&B and local runs share the report code.
 
-    Tested only against a fake with the attributes of `wandb.apis.public.Run` read here
-    (name, state, config, summary, scan_history, file), never against the live service.
+    Tested against a stand-in with the attributes of `wandb.apis.public.Run` read here
+    (name, state, config, summary, scan_history, file) filled from a real offline run's file
+    (its summary's {min|max, last} dicts as W&B stores them), never against the live service.
     run.json's fields (status, error, overrides, parameters, wall_time_s, tokens_per_s,
     peak_memory_*) are read from the run summary under the same names when train put them
     there; otherwise W&B's state and `_runtime` stand in.
@@ -215,18 +270,17 @@ def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
     summary = run.summary
     # train puts run.json's status in the summary: a pruned run finishes as W&B "finished"
     status = summary.get("status") or WANDB_STATUS.get(run.state, "incomplete")
-    # wandb's HTTPSummary has keys() and get() but no __iter__
-    names = [k for k in summary.keys() if k.startswith(METRIC_PREFIXES)]  # noqa: SIM118
-    metrics = {key: summary.get(key) for key in names}
+    metrics, best = summary_metrics(summary)
     parameters = summary.get("parameters") or {}
-    generations, references, prompts = wandb_stories(run, download_dir)
+    generations, references, prompts, story_scores = wandb_stories(run, download_dir)
     return ComparedRun(
         name=run.name,
         status=status,
         error=summary.get("error") or (f"W&B state: {run.state}" if status == "failed" else None),
         overrides=tuple(summary.get("overrides") or ()),
         optimized_metric=run.config.get("optimized_metric"),
-        metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+        metrics=metrics,
+        best=best,
         curves={key: wandb_curve(run, key) for key in LOSS_CURVES},
         trainable_params=parameters.get("trainable"),
         total_params=parameters.get("total"),
@@ -237,6 +291,7 @@ def record_from_wandb(run: Any, download_dir: Path) -> ComparedRun:
         generations=generations,
         references=references,
         prompts=prompts,
+        story_scores=story_scores,
         rouge=conventions_of(run.config),
         config=OmegaConf.create(dict(run.config)),
     )
@@ -254,8 +309,7 @@ def read_wandb_runs(project: str, group: str) -> list[ComparedRun]:
         ) from exc
     if not runs:
         raise StorygenError(
-            f"W&B project {project!r} has no runs in group {group!r}; the group is the runs' "
-            "task_name (e.g. --group quickstart)."
+            f"W&B project {project!r} has no runs in group {group!r}; {GROUP_HELP}."
         )
     with tempfile.TemporaryDirectory() as download_dir:
         return [record_from_wandb(run, Path(download_dir)) for run in runs]

@@ -20,7 +20,14 @@ from storygen.environment.devices import (
     half_dtype,
     on_gpu,
 )
-from storygen.environment.wandb_run import previous_wandb_id, run_group, run_name, wandb_offline
+from storygen.environment.wandb_run import (
+    previous_wandb_id,
+    run_group,
+    run_name,
+    run_tags,
+    wandb_offline,
+    wandb_online,
+)
 
 # The config tree, by absolute path: entry points find it however they are started.
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -32,9 +39,11 @@ RESOLVERS = {
     "storygen.on_gpu": on_gpu,
     "storygen.device": device_of,
     "storygen.wandb_offline": wandb_offline,
+    "storygen.wandb_online": wandb_online,
     "storygen.run_name": run_name,
     "storygen.run_group": run_group,
     "storygen.previous_wandb_id": previous_wandb_id,
+    "storygen.run_tags": run_tags,
 }
 
 

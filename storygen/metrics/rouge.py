@@ -87,21 +87,34 @@ def rouge_scores(
     resamples of this mean: an estimate of it that changes from call to call; the mean itself
     is deterministic.
     """
+    return {
+        key: sum(values) / len(values) if values else 0.0
+        for key, values in rouge_per_story(predictions, references, convention).items()
+    }
+
+
+def rouge_per_story(
+    predictions: list[str],
+    references: list[str],
+    convention: RougeConvention = STORYGEN,
+) -> dict[str, list[float]]:
+    """The F-measure of each (prediction, reference) pair for each ROUGE type, keyed as in
+    `rouge_scores`: what an interval over prompts resamples."""
     if len(predictions) != len(references):
         raise ValueError(
             f"{len(predictions)} predictions but {len(references)} references; pair them up."
         )
     keys = {rouge_type: convention.key(rouge_type) for rouge_type in ROUGE_TYPES}
+    scores: dict[str, list[float]] = {key: [] for key in keys.values()}
     if not predictions:
-        return dict.fromkeys(keys.values(), 0.0)
+        return scores
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=convention.use_stemmer)
     prepare = _one_sentence_per_line if convention.lsum_split == "sentences" else str
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
     for prediction, reference in zip(predictions, references):
-        scores = scorer.score(prepare(reference), prepare(prediction))
+        pair = scorer.score(prepare(reference), prepare(prediction))
         for rouge_type in ROUGE_TYPES:
-            totals[rouge_type] += scores[rouge_type].fmeasure
-    return {keys[rouge_type]: total / len(predictions) for rouge_type, total in totals.items()}
+            scores[keys[rouge_type]].append(pair[rouge_type].fmeasure)
+    return scores
 
 
 def rouge_under(

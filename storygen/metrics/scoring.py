@@ -12,7 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from storygen.data.datamodule import StoryPrompt
 from storygen.metrics.rouge import STORYGEN, RougeConvention
-from storygen.metrics.story import score_stories
+from storygen.metrics.story import per_story_scores, score_stories
 from storygen.models.generation import (
     GeneratedStory,
     GenerationSettings,
@@ -52,9 +52,19 @@ def generate_and_score(
 
 
 def story_records(
-    prompts: list[StoryPrompt], stories: list[GeneratedStory]
+    prompts: list[StoryPrompt],
+    stories: list[GeneratedStory],
+    rouge: tuple[RougeConvention, ...] = (STORYGEN,),
 ) -> list[dict[str, Any]]:
-    """One record per story, as `generations/*.jsonl` and the W&B table hold them."""
+    """One record per story, as `generations/*.jsonl` and the W&B table hold them, with the
+    story's own scores (`scores`: ROUGE, words, repetition, EOS), so `storygen.compare` can put
+    intervals over prompts on the run's means without generating again."""
+    scores = per_story_scores(
+        [story.text for story in stories],
+        [prompt.reference for prompt in prompts],
+        [story.ended_with_eos for story in stories],
+        rouge,
+    )
     return [
         {
             "prompt": prompt.prompt,
@@ -62,8 +72,9 @@ def story_records(
             "generation": story.text,
             "new_tokens": story.new_tokens,
             "ended_with_eos": story.ended_with_eos,
+            "scores": story_scores,
         }
-        for prompt, story in zip(prompts, stories)
+        for prompt, story, story_scores in zip(prompts, stories, scores)
     ]
 
 

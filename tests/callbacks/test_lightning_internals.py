@@ -8,6 +8,7 @@ import lightning
 import pytest
 from lightning.fabric.utilities import data as fabric_data
 from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import WandbLogger
 
 from storygen.callbacks.lightning_internals import check_lightning_internals
 from storygen.callbacks.loggers import ResumableCSVLogger
@@ -18,7 +19,7 @@ from storygen.run.errors import StorygenError
 @pytest.fixture
 def trainer(tmp_path) -> Trainer:
     return Trainer(
-        logger=ResumableCSVLogger(tmp_path),
+        logger=[ResumableCSVLogger(tmp_path), WandbLogger(save_dir=tmp_path, offline=True)],
         default_root_dir=tmp_path,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -35,13 +36,14 @@ def test_every_private_name_storygen_uses_is_in_the_installed_lightning(trainer)
     [
         (lambda t: t.fit_loop, "_data_fetcher", "Trainer.fit_loop._data_fetcher"),
         (lambda t: t.loggers[0], "_fs", "CSVLogger._fs"),
+        (lambda t: t.loggers[1], "_offline", "WandbLogger._offline"),
         (
             lambda t: fabric_data,
             "_set_sampler_epoch",
             "lightning.fabric.utilities.data._set_sampler_epoch",
         ),
     ],
-    ids=["loop", "csv-logger", "module"],
+    ids=["loop", "csv-logger", "wandb-logger", "module"],
 )
 def test_a_fit_stops_with_the_lightning_version_when_a_name_has_gone(
     trainer, monkeypatch, owner, name, named
