@@ -78,13 +78,49 @@ def test_a_2x2_sweep_gives_four_runs_in_one_wandb_group_and_a_report(tmp_path):
         names.add(name)
     assert len(names) == 4
 
-    result = compare(str(sweep_dir))
+    result = compare(str(sweep_dir), "--wandb-workspace", "lab/storygen")
     assert result.returncode == 0, result.stderr
     report = (sweep_dir / "compare" / "report.md").read_text()
     rows = [line for line in report.splitlines() if line.startswith("| ") and "completed" in line]
     assert len(rows) == 4
     for figure in ("loss_curves.png", "rouge.png", "lengths.png"):
         assert (sweep_dir / "compare" / figure).stat().st_size > 10_000
+    check_workspace_spec(sweep_dir / "compare" / "wandb_workspace.json")
+
+
+def check_workspace_spec(path: Path) -> None:
+    """The sweep's W&B workspace, as the spec W&B would store (offline: not saved): filtered to
+    the sweep's group, parallel coordinates from exactly the swept keys into the optimized
+    metric, parameter importance on it, the loss curves and the stories table."""
+    spec = json.loads(path.read_text())
+    assert (spec["entity"], spec["project"]) == ("lab", "storygen")
+    (runset,) = spec["spec"]["section"]["runSets"]
+    assert runset["filters"]["filters"] == [
+        {
+            "key": {"section": "run", "name": "group"},
+            "op": "=",
+            "value": "train-2026-11-28-12-00-00",
+            "disabled": False,
+        }
+    ]
+    panels = {}
+    for section in spec["spec"]["section"]["panelBankConfig"]["sections"]:
+        for panel in section["panels"]:
+            panels.setdefault(panel["viewType"], []).append(panel["config"])
+    (parallel,) = panels["Parallel Coordinates Plot"]
+    assert [c["accessor"] for c in parallel["columns"]] == [
+        "config:sweep.value.model",
+        "config:sweep.value.data",
+        "summary:val/loss",
+    ]
+    (importance,) = panels["Parameter Importance"]
+    assert importance["targetKey"] == "val/loss"
+    assert sorted(c["metrics"][0] for c in panels["Run History Line Plot"]) == [
+        "train/loss",
+        "val/loss",
+    ]
+    assert all(c["xAxis"] == "trainer/global_step" for c in panels["Run History Line Plot"])
+    assert "val/generations" in json.dumps(panels["Weave"])
 
 
 def test_a_sweeps_runs_log_their_choices_and_exactly_the_swept_keys_typed(tmp_path, monkeypatch):

@@ -77,6 +77,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     parser.add_argument("--group", help=f"with --wandb: the W&B group; {GROUP_HELP}")
     parser.add_argument(
+        "--wandb-workspace",
+        metavar="ENTITY/PROJECT",
+        help="also build the sweep's W&B workspace (loss curves, parallel coordinates over the "
+        "swept keys, parameter importance, stories): saved when W&B is online, its spec written "
+        "to the report directory (needs the `dashboard` extra)",
+    )
+    parser.add_argument(
         "--storage",
         help="an Optuna search's database URL (default: the one its sweep dir names, or "
         "STORYGEN_OPTUNA_STORAGE where the sweep took it from there)",
@@ -99,6 +106,15 @@ def load_runs(args: argparse.Namespace) -> tuple[list[ComparedRun], str, Path]:
     return read_local_runs(args.dirs), ", ".join(f"`{d}`" for d in args.dirs), out
 
 
+def build_workspace(args: argparse.Namespace, out: Path) -> str:
+    if len(args.dirs) != 1:
+        raise StorygenError("--wandb-workspace builds one sweep's workspace: pass one sweep dir.")
+    from storygen.compare.workspace import sweep_workspace, write_or_save
+    from storygen.environment.wandb_run import wandb_online
+
+    return write_or_save(sweep_workspace(args.dirs[0], args.wandb_workspace), out, wandb_online())
+
+
 def main(argv: list[str] | None = None) -> None:
     # exit_on_user_error prints the one `error:` line; keep logging's last resort from
     # printing the same message again (Hydra configures logging for the other entry points)
@@ -112,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.study:
             written.append(write_study_report(records, out))
+        if args.wandb_workspace:
+            written.append(build_workspace(args, out))
         print(f"compared {len(records)} runs: " + ", ".join(str(path) for path in written))
 
 

@@ -79,12 +79,17 @@ def run_group(task_name: str) -> str:
     from hydra.types import RunMode
 
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        study = HydraConfig.get().sweeper.get("study_name")
-        if study:
-            return f"{task_name}-{study}"
-        sweep_dir = Path(HydraConfig.get().sweep.dir)
-        return f"{task_name}-{sweep_dir.parent.name}-{sweep_dir.name}"
+        return sweep_group(task_name, HydraConfig.get())
     return task_name
+
+
+def sweep_group(task_name: str, hydra: Any) -> str:
+    """The group of a sweep's jobs, from its Hydra config (live, or a job's saved one)."""
+    study = hydra.sweeper.get("study_name")
+    if study:
+        return f"{task_name}-{study}"
+    sweep_dir = Path(hydra.sweep.dir)
+    return f"{task_name}-{sweep_dir.parent.name}-{sweep_dir.name}"
 
 
 def offline_runs(dirs: list[Path]) -> dict[str, list[Path]]:
