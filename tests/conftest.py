@@ -73,6 +73,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: (module_rank[item.module.__name__], order[id(item)]))
 
 
+@pytest.fixture(autouse=True)
+def no_wandb_data_dir_after_each_test():
+    """A run trained in this process points W&B's data dir at its own run dir, in the process's
+    environment (SummarizingWandbLogger); the commands a later test starts would inherit it,
+    and stage their tables in that run's dir."""
+    yield
+    os.environ.pop("WANDB_DATA_DIR", None)
+
+
 # Small and fast: a 2-layer GPT-2 on a slice of the bundled sample, one short epoch.
 TINY_RUN = [
     "model=gpt2_tiny",
