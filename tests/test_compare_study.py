@@ -100,6 +100,22 @@ def test_stories_side_by_side_show_prompt_reference_and_each_run(study_sweep):
     assert cells[1:] == [marked_story(job, 0) for job in (1, 0, 3, 2)]
 
 
+def dump_dom(page: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    """Headless Chromium loads `page` (then deletes it) and prints the DOM its scripts left."""
+    quiet = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+    quiet += "--disable-background-networking --disable-component-update --disable-sync"
+    try:
+        return subprocess.run(
+            [CHROMIUM, *quiet.split(), f"--user-data-dir={tmp_path / 'profile'}", *flags]
+            + ["--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        page.unlink()
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium (apt-get install chromium)")
 def test_the_html_report_renders_every_image_and_story_in_chromium(study_sweep, tmp_path):
     out = study_sweep / "compare"
@@ -111,16 +127,7 @@ def test_the_html_report_renders_every_image_and_story_in_chromium(study_sweep, 
         "'data-images', [...document.images].map(i => i.getAttribute('src') + '=' + "
         "i.naturalWidth).join(';')));</script>"
     )
-    flags = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-    flags += "--disable-background-networking --disable-component-update --disable-sync"
-    result = subprocess.run(
-        [CHROMIUM, *flags.split(), f"--user-data-dir={tmp_path / 'profile'}"]
-        + ["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    probe.unlink()
+    result = dump_dom(probe, tmp_path)
     dom = result.stdout
     assert result.returncode == 0 and "data-images" in dom, result.stderr[-2000:]
     widths = dict(
@@ -161,16 +168,7 @@ def test_the_html_report_reads_like_a_tools_page_in_chromium(study_sweep, tmp_pa
   }));
 });</script>"""
     )
-    flags = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-    flags += "--disable-background-networking --disable-component-update --disable-sync"
-    result = subprocess.run(
-        [CHROMIUM, *flags.split(), f"--user-data-dir={tmp_path / 'profile'}"]
-        + ["--window-size=900,800", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    probe.unlink()
+    result = dump_dom(probe, tmp_path, "--window-size=900,800")
     found = re.search(r'data-probe="([^"]*)"', result.stdout)
     assert result.returncode == 0 and found, result.stderr[-2000:]
     page = json.loads(html.unescape(found[1]))
