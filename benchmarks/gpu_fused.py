@@ -39,7 +39,11 @@ from gpu import (  # noqa: E402
 )
 
 from storygen.environment.resolvers import setup_environment  # noqa: E402
-from storygen.models.fused_loss import FUSED_LOSSES, build_fused_loss, fused_loss_forward  # noqa: E402
+from storygen.models.fused_loss import (  # noqa: E402
+    FUSED_LOSSES,
+    build_fused_loss,
+    fused_loss_forward,
+)
 
 
 def head_then_cross_entropy(hidden, weight, labels):
