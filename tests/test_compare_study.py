@@ -100,8 +100,11 @@ def test_stories_side_by_side_show_prompt_reference_and_each_run(study_sweep):
     assert cells[1:] == [marked_story(job, 0) for job in (1, 0, 3, 2)]
 
 
-def dump_dom(page: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
-    """Headless Chromium loads `page` (then deletes it) and prints the DOM its scripts left."""
+def dump_dom(report: Path, script: str, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    """Headless Chromium loads `report` with `script` appended (a probe page beside it, deleted
+    after) and prints the DOM the script left."""
+    page = report.with_name("probe.html")
+    page.write_text(report.read_text() + script)
     quiet = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
     quiet += "--disable-background-networking --disable-component-update --disable-sync"
     try:
@@ -120,14 +123,13 @@ def dump_dom(page: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedPro
 def test_the_html_report_renders_every_image_and_story_in_chromium(study_sweep, tmp_path):
     out = study_sweep / "compare"
     # the page as written, plus a script that records each image's loaded width after load
-    probe = out / "probe.html"
-    probe.write_text(
-        (out / "report.html").read_text()
-        + "<script>window.addEventListener('load', () => document.body.setAttribute("
+    result = dump_dom(
+        out / "report.html",
+        "<script>window.addEventListener('load', () => document.body.setAttribute("
         "'data-images', [...document.images].map(i => i.getAttribute('src') + '=' + "
-        "i.naturalWidth).join(';')));</script>"
+        "i.naturalWidth).join(';')));</script>",
+        tmp_path,
     )
-    result = dump_dom(probe, tmp_path)
     dom = result.stdout
     assert result.returncode == 0 and "data-images" in dom, result.stderr[-2000:]
     widths = dict(
@@ -147,10 +149,9 @@ def test_the_html_report_renders_every_image_and_story_in_chromium(study_sweep, 
 def test_the_html_report_reads_like_a_tools_page_in_chromium(study_sweep, tmp_path):
     out = study_sweep / "compare"
     # in a narrow window: what the browser computed, recorded on the body after load
-    probe = out / "style-probe.html"
-    probe.write_text(
-        (out / "report.html").read_text()
-        + """<script>window.addEventListener('load', () => {
+    result = dump_dom(
+        out / "report.html",
+        """<script>window.addEventListener('load', () => {
   const box = document.querySelector('.scroll'), first = box.querySelector('td');
   const cells = box.querySelectorAll('td:not(:first-child)');
   const number = [...cells].find(c => /^[0-9.,]+$/.test(c.textContent));
@@ -166,9 +167,10 @@ def test_the_html_report_reads_like_a_tools_page_in_chromium(study_sweep, tmp_pa
       i.getBoundingClientRect().width <= parseFloat(style(document.body).width),
       i.getAttribute('alt')]),
   }));
-});</script>"""
+});</script>""",
+        tmp_path,
+        "--window-size=900,800",
     )
-    result = dump_dom(probe, tmp_path, "--window-size=900,800")
     found = re.search(r'data-probe="([^"]*)"', result.stdout)
     assert result.returncode == 0 and found, result.stderr[-2000:]
     page = json.loads(html.unescape(found[1]))
