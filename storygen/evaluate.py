@@ -28,12 +28,12 @@ from torchmetrics import MeanMetric
 
 from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.shutdown import exit_quickly
+from storygen.errors import StorygenError, exit_on_user_error
 from storygen.metrics.plots import plot_lengths
 from storygen.metrics.rouge import as_conventions
 from storygen.metrics.scoring import generate_and_score, story_records, write_generations
 from storygen.models.module import count_target_tokens, model_inputs
 from storygen.models.trained import check_exists, load_for_generation, saved_run_config
-from storygen.run.errors import StorygenError, exit_on_user_error
 
 log = logging.getLogger(__name__)
 

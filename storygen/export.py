@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 
 from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.shutdown import exit_quickly
+from storygen.errors import exit_on_user_error
 from storygen.models.export import export_backbone
 from storygen.models.trained import load_trained_model, run_dir_of
-from storygen.run.errors import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")

@@ -22,9 +22,9 @@ from transformers import TextStreamer
 
 from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.shutdown import exit_quickly
+from storygen.errors import StorygenError, exit_on_user_error
 from storygen.models.generation import encode_prompts
 from storygen.models.trained import load_for_generation
-from storygen.run.errors import StorygenError, exit_on_user_error
 
 
 def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:

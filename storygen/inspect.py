@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from storygen.environment.devices import device_of
 from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.shutdown import exit_quickly
+from storygen.errors import StorygenError, exit_on_user_error
 from storygen.models.accounting import (
     MemoryEstimate,
     ParameterCount,
@@ -31,7 +32,6 @@ from storygen.models.accounting import (
 )
 from storygen.models.loader import build_skeleton
 from storygen.run.checks import check_optimizer
-from storygen.run.errors import StorygenError, exit_on_user_error
 
 
 def tokens_per_epoch(cfg: DictConfig) -> int:

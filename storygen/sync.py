@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from storygen.environment.wandb_run import offline_runs, sync_commands, sync_has_append
-from storygen.run.errors import StorygenError, exit_on_user_error
+from storygen.errors import StorygenError, exit_on_user_error
 
 
 def main(argv: list[str] | None = None) -> None:

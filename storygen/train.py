@@ -35,6 +35,7 @@ from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.secrets import loggable_config, mask_secrets
 from storygen.environment.shutdown import exit_quickly
 from storygen.environment.wandb_run import dashboard_keys
+from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
 from storygen.run.checks import (
@@ -48,7 +49,6 @@ from storygen.run.checks import (
     check_trained,
     check_trains_some_steps,
 )
-from storygen.run.errors import exit_on_user_error
 from storygen.run.record import RECORD_FILE, RunPruned, RunRecord
 from storygen.run.slurm import JobRequeued, requeue_when_stopped, resume_path
 from storygen.run.summary import summarize_run, wandb_run_dir

@@ -228,9 +228,9 @@ def test_an_adapter_dir_without_its_base_is_refused(tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": None}))
+    from storygen.errors import StorygenError
     from storygen.models.loader import build_offline_gpt2_tokenizer
     from storygen.models.trained import load_for_generation
-    from storygen.run.errors import StorygenError
 
     build_offline_gpt2_tokenizer().save_pretrained(adapter)
     with pytest.raises(StorygenError, match="names no base model.*pass base_model="):

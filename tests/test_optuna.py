@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 from storygen.sweeps.search_space import parse_search_space
 from storygen.sweeps.study import check_search_space, open_storage, open_study
 from tests.conftest import ROOT, compose_config, run_module

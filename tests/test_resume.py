@@ -23,7 +23,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 from storygen.train import train
 from tests.conftest import ROOT, TINY_RUN, compose_config, run_module
 from tests.wandb_records import wandb_history

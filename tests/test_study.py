@@ -20,11 +20,11 @@ from omegaconf import OmegaConf
 from storygen.compare.__main__ import main as compare_main
 from storygen.compare.reproduction import load_published, study_markdown
 from storygen.compare.sources import ComparedRun, read_local_runs
+from storygen.errors import exit_on_user_error
 from storygen.inspect import report
 from storygen.metrics.lengths import length_distance, word_counts
 from storygen.metrics.rouge import ROUGE_TYPES
 from storygen.metrics.story import score_stories
-from storygen.run.errors import exit_on_user_error
 from storygen.train import train
 from tests.conftest import TINY_RUN, compose_config, run_module
 from tests.metrics.test_rouge import evaluate_rouge

@@ -15,9 +15,9 @@ from hydra.utils import instantiate
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
+from storygen.errors import StorygenError
 from storygen.inspect import report
 from storygen.metrics.intervals import mean_interval
-from storygen.run.errors import StorygenError
 from storygen.run.summary import train_loss_curve
 from storygen.train import train
 from tests.conftest import (

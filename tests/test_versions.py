@@ -50,8 +50,9 @@ def test_an_entry_point_checks_before_it_imports(tmp_path):
     metadata = tmp_path / "peft-0.17.1.dist-info"
     metadata.mkdir()
     (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: peft\nVersion: 0.17.1\n")
-    result = run_module("storygen.inspect", "model=gpt2_tiny", cwd=ROOT,
-                        env={"PYTHONPATH": f"{tmp_path}:{ROOT}"})
+    result = run_module(
+        "storygen.inspect", "model=gpt2_tiny", cwd=ROOT, env={"PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == [
         "error: peft 0.17.1 is installed; storygen needs peft>=0.18 (pip install 'peft>=0.18')"

@@ -66,7 +66,7 @@ class StoryOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         import optuna
 
-        from storygen.run.errors import exit_on_user_error
+        from storygen.errors import exit_on_user_error
         from storygen.sweeps.search_space import parse_search_space
         from storygen.sweeps.study import (
             check_search_space,

@@ -18,7 +18,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loops import loop as loops
 
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 # (owner, dotted attribute path) for the names that exist before a Trainer does
 MODULE_NAMES: tuple[tuple[object, str], ...] = (

@@ -29,7 +29,7 @@ from storygen.callbacks.lightning_internals import (
     stop_after_this_step,
     train_loaders,
 )
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from storygen.compare.sources import (
 )
 from storygen.compare.study import find_study
 from storygen.environment.resolvers import setup_environment
-from storygen.run.errors import StorygenError, exit_on_user_error
+from storygen.errors import StorygenError, exit_on_user_error
 
 # --- command line -------------------------------------------------------------------------
 

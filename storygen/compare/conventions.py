@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from storygen.errors import StorygenError
 from storygen.metrics.rouge import STORYGEN, as_conventions
-from storygen.run.errors import StorygenError
 
 Conventions = dict[str, dict[str, object]]
 """convention name -> its settings (use_stemmer, lsum_split)"""

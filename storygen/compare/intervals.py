@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from storygen.compare.sources import ComparedRun
+from storygen.errors import StorygenError
 from storygen.metrics.directions import direction
 from storygen.metrics.intervals import (
     Interval,
@@ -23,7 +24,6 @@ from storygen.metrics.intervals import (
 )
 from storygen.metrics.rouge import ROUGE_TYPES
 from storygen.metrics.story import PER_STORY
-from storygen.run.errors import StorygenError
 
 SEED_OVERRIDE = "seed="
 

@@ -19,11 +19,11 @@ from storygen.compare.intervals import intervals_section  # noqa: E402
 from storygen.compare.sources import LOSS_CURVES, ComparedRun  # noqa: E402
 from storygen.compare.stories import stories_section  # noqa: E402
 from storygen.compare.study import StudyRef, study_section  # noqa: E402
+from storygen.errors import StorygenError  # noqa: E402
 from storygen.metrics.directions import direction  # noqa: E402
 from storygen.metrics.intervals import mean_interval  # noqa: E402
 from storygen.metrics.plots import draw_lengths  # noqa: E402
 from storygen.metrics.rouge import ROUGE_TYPES  # noqa: E402
-from storygen.run.errors import StorygenError  # noqa: E402
 
 # --- ordering and table -------------------------------------------------------------------
 

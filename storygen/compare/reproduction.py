@@ -20,10 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from storygen.compare.sources import ComparedRun  # noqa: E402
+from storygen.errors import StorygenError  # noqa: E402
 from storygen.metrics.lengths import length_distance, word_counts  # noqa: E402
 from storygen.metrics.plots import draw_lengths  # noqa: E402
 from storygen.metrics.rouge import HF, ROUGE_TYPES, STORYGEN, RougeConvention  # noqa: E402
-from storygen.run.errors import StorygenError  # noqa: E402
 
 PUBLISHED_FILE = Path(__file__).with_name("study_published.yaml")
 FAMILIES = {"GPT2Config": "gpt2", "MistralConfig": "mistral"}

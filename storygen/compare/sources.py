@@ -12,8 +12,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from storygen.compare.conventions import conventions_of
+from storygen.errors import StorygenError
 from storygen.metrics.directions import SUMMARIZED_STAGES, direction
-from storygen.run.errors import StorygenError
 from storygen.run.record import GENERATIONS_DIR, RECORD_FILE
 
 LOSS_CURVES = ("train/loss", "val/loss")

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from storygen.environment.wandb_run import sweep_group, swept_keys
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 SPEC_FILE = "wandb_workspace.json"
 

@@ -28,7 +28,7 @@ from storygen.data.formatting import LAYOUT_VERSION, StoryFormat, tokenize_stori
 from storygen.data.packing import pack_stories
 from storygen.data.sampling import EpochShuffleSampler, LengthGroupedBatchSampler
 from storygen.data.streams import Split, StreamLoader, map_split
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100

@@ -25,7 +25,7 @@ from storygen.data.streams import (
     stream_train,
     without_blanks,
 )
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ INSTALL_HINT = "apt-get install libtcmalloc-minimal4 (Debian/Ubuntu) or gperftoo
 def allocator_choice() -> str:
     choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
-        # exit status 2 and one line, as storygen.run.errors does for every user error
+        # exit status 2 and one line, as storygen.errors does for every user error
         print(
             f"error: {ENV_VAR}={choice!r} is not an allocator choice; "
             f"use one of {', '.join(CHOICES)}",

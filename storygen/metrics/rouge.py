@@ -17,7 +17,7 @@ from typing import Any
 from rouge_score import rouge_scorer
 
 from storygen.data.sentences import split_sentences
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 LSUM_SPLITS = ("sentences", "newlines")

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from storygen.errors import StorygenError
 from storygen.models.loader import load_adapter
-from storygen.run.errors import StorygenError
 
 log = logging.getLogger(__name__)
 

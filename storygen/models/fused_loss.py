@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from storygen.data.formatting import IGNORE_INDEX
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 FUSED_LOSSES = {"liger": "liger-kernel", "cce": "cut-cross-entropy"}
 FusedLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -10,7 +10,7 @@ import torch
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from storygen.data.formatting import bos_prefix
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
 

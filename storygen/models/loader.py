@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 if TYPE_CHECKING:  # peft (and bitsandbytes under it) loads only for LoRA: a second off start-up
     from peft import LoraConfig

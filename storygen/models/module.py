@@ -18,6 +18,7 @@ from torchmetrics import MeanMetric
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from storygen.data.formatting import IGNORE_INDEX
+from storygen.errors import StorygenError
 from storygen.models.fused_loss import (
     FusedLoss,
     build_fused_loss,
@@ -25,7 +26,6 @@ from storygen.models.fused_loss import (
     fused_loss_forward,
     split_backbone,
 )
-from storygen.run.errors import StorygenError
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]

@@ -21,8 +21,8 @@ from transformers import (
 )
 
 from storygen.environment.devices import default_precision, enable_tf32, half_dtype
+from storygen.errors import StorygenError
 from storygen.models.loader import load_adapter, prepare_tokenizer
-from storygen.run.errors import StorygenError
 
 
 def run_dir_of(ckpt_path: Path) -> Path:

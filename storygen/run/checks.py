@@ -11,7 +11,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
 from transformers import PretrainedConfig, PreTrainedModel
 
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 
 def check_precision(trainer: Trainer) -> None:

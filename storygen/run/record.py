@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storygen.run.errors import find_user_error
+from storygen.errors import find_user_error
 
 RECORD_FILE = "run.json"
 # the stories of a run's last validation and test (`val.jsonl`, `test.jsonl`), under its dir

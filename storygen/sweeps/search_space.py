@@ -12,7 +12,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 
 def distribution(override: Override) -> BaseDistribution:

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 # Heartbeats and their retry callback are "experimental" in Optuna since 2.8; used knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 from storygen.callbacks.lightning_internals import check_lightning_internals
 from storygen.callbacks.loggers import ResumableCSVLogger
 from storygen.callbacks.resilience import TrainLoaderResume
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from storygen.data.datamodule import StoryDataModule
 from storygen.data.formatting import IGNORE_INDEX
 from storygen.data.packing import best_fit_decreasing, pack_stories
 from storygen.data.tinystories import TinyStoriesCorpus
+from storygen.errors import StorygenError
 from storygen.models.loader import build_backbone, build_offline_gpt2_tokenizer
 from storygen.models.module import count_target_tokens, model_inputs
 from storygen.run.checks import check_packing_isolation
-from storygen.run.errors import StorygenError
 
 EOS = 50256
 TINY_ARCHITECTURES = {

@@ -20,9 +20,9 @@ from datasets import IterableDataset
 from storygen.data.datamodule import StoryDataModule
 from storygen.data.tinystories import SAMPLE_FILES, TinyStoriesCorpus, read_stories_txt
 from storygen.data.writingprompts import SAMPLE_DIR, WritingPromptsCorpus, read_split_files
+from storygen.errors import StorygenError
 from storygen.models.loader import build_offline_gpt2_tokenizer
 from storygen.run.checks import check_streaming_across_devices
-from storygen.run.errors import StorygenError
 
 TOKENIZER = build_offline_gpt2_tokenizer()
 

@@ -15,7 +15,7 @@ from storygen.data.tinystories import (
     read_stories_txt,
     stories_dataset,
 )
-from storygen.run.errors import StorygenError
+from storygen.errors import StorygenError
 
 
 def test_txt_stories_are_split_on_endoftext_lines(tmp_path: Path) -> None:

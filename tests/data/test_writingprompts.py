@@ -15,8 +15,8 @@ from storygen.data.writingprompts import (
     clean_story,
     split_tag,
 )
+from storygen.errors import StorygenError
 from storygen.models.loader import build_offline_gpt2_tokenizer
-from storygen.run.errors import StorygenError
 
 
 @pytest.mark.parametrize(

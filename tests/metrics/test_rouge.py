@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
+from storygen.errors import StorygenError
 from storygen.metrics import HF, STORYGEN, RougeConvention, rouge_scores
 from storygen.metrics.rouge import as_conventions
-from storygen.run.errors import StorygenError
 
 PAIRS = [
     ("The cat sat on the mat. It was happy.", "A cat was sitting on the mat. The cat was happy."),

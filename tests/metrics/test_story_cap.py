@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
+from storygen.errors import StorygenError
 from storygen.models.generation import GenerationSettings, with_story_cap
 from storygen.models.loader import build_offline_gpt2_tokenizer, prepare_tokenizer
-from storygen.run.errors import StorygenError
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from hydra.utils import instantiate
 
+from storygen.errors import StorygenError
 from storygen.models.export import export_backbone
-from storygen.run.errors import StorygenError
 from tests.conftest import TINY_RUN, compose_config
 
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
+from storygen.errors import StorygenError, find_user_error
 from storygen.models.fused_loss import FUSED_LOSSES, build_fused_loss, fused_loss_forward
-from storygen.run.errors import StorygenError, find_user_error
 from tests.conftest import TINY_RUN, compose_config
 
 TINY_MISTRAL = [*TINY_RUN, "model=mistral_tiny_lora"]

@@ -15,10 +15,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.plugins.precision import MixedPrecision
 from transformers import AutoModelForCausalLM
 
+from storygen.errors import StorygenError
 from storygen.inspect import report
 from storygen.models.export import export_backbone
 from storygen.models.trained import load_trained_model
-from storygen.run.errors import StorygenError
 from storygen.train import train
 from tests.conftest import TINY_RUN, compose_config
 
@@ -159,7 +159,7 @@ with torch.no_grad():
 def test_incompatible_model_options_are_refused_with_the_fix(overrides, message, tmp_path):
     with pytest.raises(Exception) as info:
         train(compose_config([*TINY_MISTRAL, *overrides], tmp_path))
-    from storygen.run.errors import find_user_error
+    from storygen.errors import find_user_error
 
     error = find_user_error(info.value)
     assert error is not None and message in str(error)
@@ -170,7 +170,7 @@ def test_incompatible_model_options_are_refused_with_the_fix(overrides, message,
     [("gpt2_tiny", "mistralai/Mistral-7B-v0.1"), ("mistral_tiny_lora", "openai-community/gpt2")],
 )
 def test_an_offline_tokenizer_refuses_a_model_it_does_not_stand_in_for(model, other, tmp_path):
-    from storygen.run.errors import find_user_error
+    from storygen.errors import find_user_error
 
     cfg = compose_config([*TINY_RUN, f"model={model}"], tmp_path)
     instantiate(cfg.model.tokenizer)  # the name inherited from the hub config is its own

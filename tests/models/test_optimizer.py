@@ -10,11 +10,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from storygen.errors import StorygenError
 from storygen.inspect import report, training_shape
 from storygen.models.loader import build_skeleton
 from storygen.models.module import StoryLM, parameter_groups
 from storygen.run.checks import check_optimizer
-from storygen.run.errors import StorygenError
 from tests.conftest import TINY_RUN, compose_config
 
 
