@@ -23,8 +23,8 @@ GROUPS = ["model", "data", "trainer", "logger", "callbacks", "experiment", "roug
 OPTIONS = [
     (group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))
 ]
-# options that are sweeps: one of their runs composes (the sweep itself: tests/test_study.py)
-ONE_RUN_OF = {"experiment=study": ["study_run=gpt2_writingprompts"]}
+# options that are sweeps: one of their runs composes (the sweep itself: tests/test_reproduction.py)
+ONE_RUN_OF = {"experiment=reproduction": ["reproduction_run=gpt2_writingprompts"]}
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

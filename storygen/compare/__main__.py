@@ -4,8 +4,8 @@ Reads what each run left behind (`.hydra/`, `csv/metrics.csv`, `run.json`,
 `generations/{test,val}.jsonl`), or the same records from W&B (`--wandb ENTITY/PROJECT
 --group G`), and writes `report.md` (a table of runs, loss curves, ROUGE bars and story
 length histograms as PNGs, the first prompts' stories side by side, and for an Optuna search
-its study's trials and plots) into `<sweep>/compare/` or `--out`; with `--study` also
-`study.md`, the reproduced study's published table with the runs beside it. Nothing else is
+its study's trials and plots) into `<sweep>/compare/` or `--out`; with `--reproduction` also
+`reproduction.md`, the reproduced study's published table with the runs beside it. Nothing else is
 written.
 """
 
@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from storygen.compare.report import write_report
-from storygen.compare.reproduction import write_study_report
+from storygen.compare.reproduction import write_reproduction_report
 from storygen.compare.sources import (
     GROUP_HELP,
     RUN_DIR_HELP,
@@ -64,9 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=("min", "max"), help="default: max for ROUGE, distinct-n")
     parser.add_argument("--html", action="store_true", help="also write report.html")
     parser.add_argument(
-        "--study",
+        "--reproduction",
         action="store_true",
-        help="also write study.md: the study's published table with these runs beside it",
+        help="also write reproduction.md: the study's published table with these runs beside it",
     )
     parser.add_argument(
         "--baseline",
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         written = write_report(
             records, source, out, args.metric, args.mode, args.html, study, args.baseline
         )
-        if args.study:
-            written.append(write_study_report(records, out))
+        if args.reproduction:
+            written.append(write_reproduction_report(records, out))
         if args.wandb_workspace:
             written.append(build_workspace(args, out))
         print(f"compared {len(records)} runs: " + ", ".join(str(path) for path in written))

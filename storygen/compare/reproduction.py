@@ -1,9 +1,10 @@
-"""The study's table with storygen's numbers beside the published ones, row by row:
-`python -m storygen.compare <sweep> --study` writes `study.md` and `study_lengths.png`.
+"""The published table with storygen's numbers beside the published ones, row by row:
+`python -m storygen.compare <sweep> --reproduction` writes `reproduction.md` and
+`reproduction_lengths.png`.
 
 A run takes the row of its model family (GPT-2, Mistral) and dataset (TinyStories,
 WritingPrompts), read from its config, so any run of those can stand beside the study's, not
-only the runs of `experiment=study`. The published numbers live in `study_published.yaml`.
+only the runs of `experiment=reproduction`. The published numbers live in `published.yaml`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from storygen.metrics.lengths import length_distance, word_counts  # noqa: E402
 from storygen.metrics.plots import draw_lengths  # noqa: E402
 from storygen.metrics.rouge import HF, ROUGE_TYPES, STORYGEN, RougeConvention  # noqa: E402
 
-PUBLISHED_FILE = Path(__file__).with_name("study_published.yaml")
+PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
 FAMILIES = {"GPT2Config": "gpt2", "MistralConfig": "mistral"}
 DATASETS = {"TinyStoriesCorpus": "tinystories", "WritingPromptsCorpus": "writingprompts"}
 DATASET_NAMES = {"tinystories": "TinyStories", "writingprompts": "WritingPrompts"}
@@ -154,7 +155,8 @@ def table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def run_label(run: ComparedRun, shared: set[str]) -> str:
-    """The run's name and the overrides that set it apart (`study_run=...` in a study sweep)."""
+    """The run's name and the overrides that set it apart (`reproduction_run=...` in the
+    reproduction sweep)."""
     own = [o for o in run.overrides if o not in shared]
     return f"`{run.name}`" + (" " + " ".join(f"`{o}`" for o in own) if own else "")
 
@@ -163,7 +165,9 @@ def row_label(row: PublishedRow) -> str:
     return f"{row.model} · {DATASET_NAMES[row.dataset]}"
 
 
-def study_markdown(published: Published, runs: list[ComparedRun], lengths_png: str | None) -> str:
+def reproduction_markdown(
+    published: Published, runs: list[ComparedRun], lengths_png: str | None
+) -> str:
     matched = match_runs(published, runs)
     shared = set.intersection(*(set(run.overrides) for run in runs)) if runs else set()
     study_convention = {"hf": HF, "storygen": STORYGEN}[published.rouge_convention]
@@ -187,7 +191,7 @@ def study_markdown(published: Published, runs: list[ComparedRun], lengths_png: s
     rows: list[list[str]] = []
     for row, mine in matched:
         rows.append(
-            [row_label(row), "study", row.method, count(row.trainable_params),
+            [row_label(row), "published", row.method, count(row.trainable_params),
              count(row.total_params), "–", num(row.train_loss), num(row.val_loss)]
         )  # fmt: skip
         for run in mine:
@@ -223,7 +227,7 @@ def study_markdown(published: Published, runs: list[ComparedRun], lengths_png: s
     for row, mine in matched:
         published_rouge = row.rouge or {}
         rows.append(
-            [row_label(row), "study", study_convention.name]
+            [row_label(row), "published", study_convention.name]
             + [num(published_rouge.get(key)) for key in ROUGE_TYPES]
         )
         for run in mine:
@@ -265,7 +269,7 @@ def study_markdown(published: Published, runs: list[ComparedRun], lengths_png: s
     return "\n".join(lines) + "\n"
 
 
-def plot_study_lengths(published: Published, runs: list[ComparedRun], path: Path) -> bool:
+def plot_reproduction_lengths(published: Published, runs: list[ComparedRun], path: Path) -> bool:
     """One histogram panel per (row, run) with stories, titled with the row and the W1."""
     panels = [
         (row, run) for row, mine in match_runs(published, runs) for run in mine if run.generations
@@ -290,14 +294,14 @@ def plot_study_lengths(published: Published, runs: list[ComparedRun], path: Path
     return True
 
 
-def write_study_report(runs: list[ComparedRun], out: Path) -> Path:
+def write_reproduction_report(runs: list[ComparedRun], out: Path) -> Path:
     published = load_published()
     out.mkdir(parents=True, exist_ok=True)
     lengths_png = (
-        "study_lengths.png"
-        if plot_study_lengths(published, runs, out / "study_lengths.png")
+        "reproduction_lengths.png"
+        if plot_reproduction_lengths(published, runs, out / "reproduction_lengths.png")
         else None
     )
-    path = out / "study.md"
-    path.write_text(study_markdown(published, runs, lengths_png))
+    path = out / "reproduction.md"
+    path.write_text(reproduction_markdown(published, runs, lengths_png))
     return path

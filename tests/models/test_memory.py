@@ -125,9 +125,15 @@ def test_the_memory_estimate_is_within_tolerance_of_the_measured_peak(case, tmp_
 
 README_ESTIMATES = {
     # a line of the README: the inspect command it shows the total of
-    "| GPT-2 · WritingPrompts": ["experiment=study", "study_run=gpt2_writingprompts"],
-    "| Mistral-7B · TinyStories": ["experiment=study", "study_run=mistral_tinystories"],
-    "| Mistral-7B · WritingPrompts": ["experiment=study", "study_run=mistral_writingprompts"],
+    "| GPT-2 · WritingPrompts": ["experiment=reproduction", "reproduction_run=gpt2_writingprompts"],
+    "| Mistral-7B · TinyStories": [
+        "experiment=reproduction",
+        "reproduction_run=mistral_tinystories",
+    ],
+    "| Mistral-7B · WritingPrompts": [
+        "experiment=reproduction",
+        "reproduction_run=mistral_writingprompts",
+    ],
     "#   peak allocated (layer backward)": ["model=mistral_lora", "data.batch_size=2"],
 }
 

@@ -1,7 +1,7 @@
-"""The study in one command (`-m experiment=study`), its report (`compare --study`), and the
-ROUGE conventions that keep its columns honest.
+"""The published study reproduced in one command (`-m experiment=reproduction`), its report
+(`compare --reproduction`), and the ROUGE conventions that keep its columns honest.
 
-The slow test runs the real command at toy scale (`study=tiny`: three tiny runs, a few steps,
+The slow test runs the real command at toy scale (`reproduction=tiny`: three tiny runs, a few steps,
 offline) and checks what it logged against the reference packages and the report's cells
 against the runs' own files.
 """
@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from storygen.compare.__main__ import main as compare_main
-from storygen.compare.reproduction import load_published, study_markdown
+from storygen.compare.reproduction import load_published, reproduction_markdown
 from storygen.compare.sources import ComparedRun, read_local_runs
 from storygen.errors import exit_on_user_error
 from storygen.inspect import report
@@ -32,9 +32,9 @@ from tests.test_compare import RUNS, write_sweep
 from tests.wandb_records import wandb_records
 
 # the tests of the module's tiny study run in one test process, so it runs once
-pytestmark = pytest.mark.xdist_group("tiny_study")
+pytestmark = pytest.mark.xdist_group("tiny_reproduction")
 
-STUDY_RUNS = ("gpt2_writingprompts", "mistral_tinystories", "mistral_writingprompts")
+REPRODUCTION_RUNS = ("gpt2_writingprompts", "mistral_tinystories", "mistral_writingprompts")
 
 
 # --- the study's configuration ------------------------------------------------------------
@@ -43,36 +43,39 @@ STUDY_RUNS = ("gpt2_writingprompts", "mistral_tinystories", "mistral_writingprom
 @pytest.mark.parametrize(
     ("run", "tags"),
     [
-        ("gpt2_writingprompts", "study gpt2 full writingprompts model:gpt2 data:writingprompts"),
+        (
+            "gpt2_writingprompts",
+            "reproduction gpt2 full writingprompts model:gpt2 data:writingprompts",
+        ),
         (
             "mistral_tinystories",
-            "study mistral qlora tinystories model:mistral_lora data:tinystories",
+            "reproduction mistral qlora tinystories model:mistral_lora data:tinystories",
         ),
         (
             "mistral_writingprompts",
-            "study mistral qlora writingprompts model:mistral_lora data:writingprompts",
+            "reproduction mistral qlora writingprompts model:mistral_lora data:writingprompts",
         ),
     ],
 )
-def test_each_study_run_keeps_its_presets_tags_with_its_model_and_data(
+def test_each_reproduction_run_keeps_its_presets_tags_with_its_model_and_data(
     run: str, tags: str, tmp_path: Path
 ) -> None:
-    cfg = compose_config(["experiment=study", f"study_run={run}"], tmp_path)
+    cfg = compose_config(["experiment=reproduction", f"reproduction_run={run}"], tmp_path)
     assert OmegaConf.to_container(cfg.logger.wandb, resolve=True)["tags"] == tags.split()
 
 
-@pytest.mark.parametrize("run", STUDY_RUNS)
-def test_each_study_run_composes_the_studys_settings(run: str, tmp_path: Path) -> None:
-    cfg = compose_config(["experiment=study", f"study_run={run}"], tmp_path)
+@pytest.mark.parametrize("run", REPRODUCTION_RUNS)
+def test_each_reproduction_run_composes_the_studys_settings(run: str, tmp_path: Path) -> None:
+    cfg = compose_config(["experiment=reproduction", f"reproduction_run={run}"], tmp_path)
     backbone = cfg.model.backbone
-    assert cfg.task_name == "study" and cfg.seed == 3407
+    assert cfg.task_name == "reproduction" and cfg.seed == 3407
     assert set(cfg.rouge) == {"storygen", "hf"}
-    assert cfg.hydra.sweeper.params.study_run == ",".join(STUDY_RUNS)
+    assert cfg.hydra.sweeper.params.reproduction_run == ",".join(REPRODUCTION_RUNS)
     assert cfg.data.corpus._target_.endswith(
         "WritingPromptsCorpus" if run.endswith("writingprompts") else "TinyStoriesCorpus"
     )
-    assert cfg.data.max_train_samples == cfg.study.train_samples
-    assert cfg.data.corpus.source == "hub"  # study.writingprompts_source=files: the archive
+    assert cfg.data.max_train_samples == cfg.reproduction.train_samples
+    assert cfg.data.corpus.source == "hub"  # reproduction.writingprompts_source=files: the archive
     if run.startswith("gpt2"):
         assert backbone.name_or_path == "openai-community/gpt2" and "lora" not in backbone
         assert cfg.trainer.max_epochs == 3
@@ -86,21 +89,23 @@ def test_each_study_run_composes_the_studys_settings(run: str, tmp_path: Path) -
     assert cfg.model.optimizer.lr == 2e-4 and cfg.model.scheduler.num_warmup_steps == 5
 
 
-@pytest.mark.parametrize("run", STUDY_RUNS)
-def test_published_parameter_counts_are_what_inspect_counts_for_the_study_run(
+@pytest.mark.parametrize("run", REPRODUCTION_RUNS)
+def test_published_parameter_counts_are_what_inspect_counts_for_the_reproduction_run(
     run: str, tmp_path: Path
 ) -> None:
     """The data file's counts against storygen's own offline count of each study run's model."""
     (row,) = [row for row in load_published().rows if row.run == run]
-    cfg = compose_config(["experiment=study", f"study_run={run}"], tmp_path, "inspect")
+    cfg = compose_config(
+        ["experiment=reproduction", f"reproduction_run={run}"], tmp_path, "inspect"
+    )
     expected = f"trainable params: {row.trainable_params:,} || all params: {row.total_params:,}"
     assert any(line.startswith(expected) for line in report(cfg).splitlines())
 
 
 def test_the_study_needs_a_sweep_or_a_run(tmp_path: Path) -> None:
     """Without -m the study has no single run to pick; Hydra names the choices."""
-    with pytest.raises(Exception, match="study_run"):
-        compose_config(["experiment=study"], tmp_path)
+    with pytest.raises(Exception, match="reproduction_run"):
+        compose_config(["experiment=reproduction"], tmp_path)
 
 
 # --- compare refuses two conventions in one column ----------------------------------------
@@ -173,14 +178,14 @@ def test_study_table_never_fills_a_convention_with_another(tmp_path: Path) -> No
         rouge={"storygen": {"use_stemmer": True, "lsum_split": "sentences"}},
         config=config,
     )
-    markdown = study_markdown(load_published(), [run], None)
+    markdown = reproduction_markdown(load_published(), [run], None)
     rows = [line for line in markdown.splitlines() if line.startswith("|  | storygen `0`")]
     rouge_rows = {
         row.split(" | ")[2]: row for row in rows if " | hf | " in row or "storygen |" in row
     }
     assert rouge_rows["hf"].endswith("| – | – | – | – |")  # logged no hf_*: never rouge1 there
     assert rouge_rows["storygen"].endswith("| 0.500 | 0.250 | 0.400 | 0.450 |")
-    assert "| study | hf | 0.336 | 0.093 | 0.198 | 0.278 |" in markdown
+    assert "| published | hf | 0.336 | 0.093 | 0.198 | 0.278 |" in markdown
 
 
 # --- the one command, at toy scale --------------------------------------------------------
@@ -193,20 +198,21 @@ def run_command(module: str, *args: str, cwd: Path) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`python -m storygen.train -m experiment=study study=tiny`, then `compare --study`."""
-    root = tmp_path_factory.mktemp("study")
+def tiny_reproduction(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m storygen.train -m experiment=reproduction reproduction=tiny`, then
+    `compare --reproduction`."""
+    root = tmp_path_factory.mktemp("reproduction")
     sweep = root / "multirun" / "2026-11-30" / "12-00-00"
     run_command(
         "storygen.train",
         "-m",
-        "experiment=study",
-        "study=tiny",
+        "experiment=reproduction",
+        "reproduction=tiny",
         f"paths.root_dir={root}",
         f"hydra.sweep.dir={sweep}",
         cwd=root,
     )
-    run_command("storygen.compare", str(sweep), "--study", cwd=root)
+    run_command("storygen.compare", str(sweep), "--reproduction", cwd=root)
     return sweep
 
 
@@ -215,30 +221,32 @@ def jobs(sweep: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_tiny_study_runs_three_jobs_in_one_wandb_group(tiny_study: Path) -> None:
+def test_tiny_reproduction_runs_three_jobs_in_one_wandb_group(tiny_reproduction: Path) -> None:
     groups, runs = set(), []
-    for job in jobs(tiny_study):
+    for job in jobs(tiny_reproduction):
         record = json.loads((job / "run.json").read_text())
         assert record["status"] == "completed", record
-        runs += [o.split("=", 1)[1] for o in record["overrides"] if o.startswith("study_run=")]
+        runs += [
+            o.split("=", 1)[1] for o in record["overrides"] if o.startswith("reproduction_run=")
+        ]
         (wandb_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
         groups |= {r.run.run_group for r in wandb_records(wandb_file) if r.HasField("run")}
-    assert runs == [f"tiny_{run}" for run in STUDY_RUNS]
-    assert groups == {"study-2026-11-30-12-00-00"}
+    assert runs == [f"tiny_{run}" for run in REPRODUCTION_RUNS]
+    assert groups == {"reproduction-2026-11-30-12-00-00"}
 
 
 @pytest.mark.slow
-def test_tiny_study_logs_evaluates_rouge_and_the_report_shows_the_runs_numbers(
-    tiny_study: Path,
+def test_tiny_reproduction_logs_evaluates_rouge_and_the_report_shows_the_runs_numbers(
+    tiny_reproduction: Path,
 ) -> None:
-    report = (tiny_study / "compare" / "study.md").read_text()
-    assert (tiny_study / "compare" / "study_lengths.png").stat().st_size > 0
-    for run in read_local_runs([tiny_study]):
-        record = json.loads((tiny_study / run.name / "run.json").read_text())
+    report = (tiny_reproduction / "compare" / "reproduction.md").read_text()
+    assert (tiny_reproduction / "compare" / "reproduction_lengths.png").stat().st_size > 0
+    for run in read_local_runs([tiny_reproduction]):
+        record = json.loads((tiny_reproduction / run.name / "run.json").read_text())
         metrics = record["metrics"]
         stories = [
             json.loads(line)
-            for line in (tiny_study / run.name / "generations" / "test.jsonl")
+            for line in (tiny_reproduction / run.name / "generations" / "test.jsonl")
             .read_text()
             .splitlines()
         ]
@@ -249,7 +257,7 @@ def test_tiny_study_logs_evaluates_rouge_and_the_report_shows_the_runs_numbers(
         for key, values in per_story.items():
             assert metrics[f"test/hf_{key}"] == pytest.approx(sum(values) / len(values), abs=1e-6)
         # every number the report shows for the run is the run's own
-        label = f"storygen `{run.name}` `study_run="
+        label = f"storygen `{run.name}` `reproduction_run="
         rows = [line for line in report.splitlines() if line.startswith(f"|  | {label}")]
         params = f"| {record['parameters']['trainable']:,} | {record['parameters']['total']:,} |"
         assert any(params in row and f"{metrics['val/loss']:.3f}" in row for row in rows)
@@ -258,7 +266,7 @@ def test_tiny_study_logs_evaluates_rouge_and_the_report_shows_the_runs_numbers(
         assert any(row.endswith(hf) for row in rows) and any(row.endswith(ours) for row in rows)
         distance = length_distance(word_counts(predictions), word_counts(references))
         assert any(
-            f"| `{run.name}` `study_run=" in line
+            f"| `{run.name}` `reproduction_run=" in line
             and line.endswith(f"| {distance['wasserstein']:.1f} | {distance['ks']:.3f} |")
             for line in report.splitlines()
         )
@@ -268,13 +276,13 @@ def test_tiny_study_logs_evaluates_rouge_and_the_report_shows_the_runs_numbers(
 
 
 @pytest.mark.slow
-def test_evaluate_rescores_a_study_run_in_both_conventions_as_its_test_stage_did(
-    tiny_study: Path, tmp_path: Path
+def test_evaluate_rescores_a_reproduction_run_in_both_conventions_as_its_test_stage_did(
+    tiny_reproduction: Path, tmp_path: Path
 ) -> None:
     """One `rouge` setting serves both paths: evaluate with `rouge=with_hf` on the run's best
     checkpoint (its test stage's prompts, batch size and cap) logs the same numbers under the
     same keys as the test stage."""
-    run_dir = jobs(tiny_study)[0]
+    run_dir = jobs(tiny_reproduction)[0]
     (best,) = run_dir.glob("checkpoints/epoch_*.ckpt")
     run_command(
         "storygen.evaluate",
