@@ -9,6 +9,7 @@ against the runs' own files.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -18,10 +19,18 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from storygen.compare.__main__ import main as compare_main
-from storygen.compare.reproduction import load_published, reproduction_markdown
+from storygen.compare.intervals import configuration_interval, configurations
+from storygen.compare.published import PUBLISHED_FILE, load_published, printed_number
+from storygen.compare.reproduction import (
+    published_against_seeds,
+    published_side,
+    reproduction_markdown,
+)
 from storygen.compare.sources import ComparedRun, read_local_runs
-from storygen.errors import exit_on_user_error
+from storygen.environment.resolvers import seed_sweep
+from storygen.errors import StorygenError, exit_on_user_error
 from storygen.inspect import report
+from storygen.metrics.intervals import Interval, mean_interval
 from storygen.metrics.lengths import length_distance, word_counts
 from storygen.metrics.rouge import ROUGE_TYPES
 from storygen.metrics.story import score_stories
@@ -35,6 +44,11 @@ from tests.wandb_records import wandb_records
 pytestmark = pytest.mark.xdist_group("tiny_reproduction")
 
 REPRODUCTION_RUNS = ("gpt2_writingprompts", "mistral_tinystories", "mistral_writingprompts")
+TINY_ROWS = {
+    "tiny_gpt2_writingprompts": "GPT-2 · WritingPrompts",
+    "tiny_mistral_tinystories": "Mistral-7B · TinyStories",
+    "tiny_mistral_writingprompts": "Mistral-7B · WritingPrompts",
+}
 
 
 # --- the study's configuration ------------------------------------------------------------
@@ -98,8 +112,288 @@ def test_published_parameter_counts_are_what_inspect_counts_for_the_reproduction
     cfg = compose_config(
         ["experiment=reproduction", f"reproduction_run={run}"], tmp_path, "inspect"
     )
-    expected = f"trainable params: {row.trainable_params:,} || all params: {row.total_params:,}"
+    expected = f"trainable params: {row.trainable_params} || all params: {row.total_params}"
     assert any(line.startswith(expected) for line in report(cfg).splitlines())
+
+
+# The published study's figures exactly as it prints them (DESIGN.md, "The study being
+# reproduced"); None: not stated.
+PRINTED = {
+    "gpt2_writingprompts": {
+        "model": "GPT-2",
+        "data": None,
+        "trainable_params": "124,439,808",
+        "total_params": "124,439,808",
+        "trainable_share": "100.00%",
+        "epochs": "3",
+        "batch": None,
+        "train_loss": "4.966",
+        "train_loss_at": "epoch 3",
+        "val_loss": "3.923",
+        "val_loss_at": "epoch 3",
+        "rouge": None,
+    },
+    "mistral_tinystories": {
+        "model": "Mistral-7B",
+        "data": "TinyStories",
+        "trainable_params": "41,943,040",
+        "total_params": "3,794,014,208",
+        "trainable_share": "1.11%",
+        "epochs": "1",
+        "batch": "2 x 4",
+        "train_loss": "0.3023",
+        "train_loss_at": "epoch 1",
+        "val_loss": None,
+        "val_loss_at": None,
+        "rouge": {"rouge1": "0.336", "rouge2": "0.093", "rougeL": "0.198", "rougeLsum": "0.278"},
+    },
+    "mistral_writingprompts": {
+        "model": "Mistral-7B",
+        "data": "WritingPrompts",
+        "trainable_params": "41,943,040",
+        "total_params": "3,794,014,208",
+        "trainable_share": "1.11%",
+        "epochs": "1",
+        "batch": "2 x 4",
+        "train_loss": "2.3151",
+        "train_loss_at": "epoch 1",
+        "val_loss": None,
+        "val_loss_at": None,
+        "rouge": {"rouge1": "0.271", "rouge2": "0.068", "rougeL": "0.140", "rougeLsum": "0.160"},
+    },
+}
+
+
+def test_published_yaml_holds_every_figure_as_the_published_study_prints_it() -> None:
+    rows = {row.run: row for row in load_published().rows}
+    assert set(rows) == set(PRINTED)
+    for run, figures in PRINTED.items():
+        assert {name: getattr(rows[run], name) for name in figures} == figures, run
+        assert 'PEFT LoRA, "with Unsloth"' in rows[run].method or run.startswith("gpt2")
+    # the numbers compared are parsed from the printed text, every digit kept
+    assert rows["mistral_tinystories"].number("train_loss") == 0.3023
+    assert rows["mistral_writingprompts"].number("train_loss") == 2.3151
+    assert rows["gpt2_writingprompts"].number("trainable_params") == 124_439_808
+    assert rows["mistral_writingprompts"].number("rougeL") == 0.14
+    assert printed_number("3,794,014,208") == 3_794_014_208
+
+
+def reproduction_runs(tmp_path: Path, seeds: tuple[int, ...] = (3407,)) -> list[ComparedRun]:
+    """The full reproduction's runs as compare reads them, from their composed configs."""
+    return [
+        ComparedRun(
+            name=f"{run}-{seed}",
+            status="completed",
+            overrides=(f"reproduction_run={run}", f"seed={seed}"),
+            config=compose_config(
+                ["experiment=reproduction", f"reproduction_run={run}", f"seed={seed}"],
+                tmp_path,
+            ),
+        )
+        for run in REPRODUCTION_RUNS
+        for seed in seeds
+    ]
+
+
+def settings_table(markdown: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(setting, published row) -> (value used, source), from reproduction.md's first table."""
+    section = markdown.split("## Settings and their sources")[1].split("\n## ")[0]
+    cells = {}
+    for line in section.splitlines()[6:]:
+        if line.startswith("| "):
+            setting, rows, value, source = line[2:-2].split(" | ")
+            for row in rows.split(", "):
+                cells[setting, row] = (value, source)
+    return cells
+
+
+def test_the_settings_table_gives_each_runs_value_and_says_where_it_comes_from(
+    tmp_path: Path,
+) -> None:
+    published = load_published()
+    cells = settings_table(reproduction_markdown(published, reproduction_runs(tmp_path), None))
+    gpt2, tiny, wp = (
+        "GPT-2 · WritingPrompts",
+        "Mistral-7B · TinyStories",
+        "Mistral-7B · WritingPrompts",
+    )
+    assert {setting for setting, _ in cells} == {entry.setting for entry in published.settings}
+    # what the published study states, quoted; storygen's choices, with the reason
+    stated = {(s, r) for (s, r), (_, source) in cells.items() if source.startswith("published")}
+    assert stated == {
+        *(("model", row) for row in (gpt2, tiny, wp)),
+        *(("method and library", row) for row in (gpt2, tiny, wp)),
+        *(("epochs", row) for row in (gpt2, tiny, wp)),
+        ("dataset", tiny),
+        ("dataset", wp),
+        ("batch per device x accumulation", tiny),
+        ("batch per device x accumulation", wp),
+    }
+    for (setting, row), (_, source) in cells.items():
+        if (setting, row) not in stated:
+            assert source.startswith("storygen's choice: ") and len(source) > 30, setting
+    assert cells["epochs", gpt2] == ("3", 'published study: "3"')
+    assert cells["epochs", tiny] == ("1", 'published study: "1"')
+    assert cells["batch per device x accumulation", wp] == ("2 x 4", 'published study: "2 x 4"')
+    assert cells["batch per device x accumulation", gpt2][0] == "8 x 1"
+    assert cells["dataset", tiny][1].startswith('published study: "TinyStories"')
+    assert "not say which dataset the GPT-2 run used" in cells["dataset", gpt2][1]
+    assert "peft + bitsandbytes, not Unsloth" in cells["method and library", tiny][1]
+    assert cells["method and library", gpt2][0] == "every parameter trained, no quantization"
+    # the values are the runs' own configs'
+    assert cells["model", wp][0] == "mistralai/Mistral-7B-v0.1"
+    assert cells["learning rate", tiny][0] == "0.0002"
+    assert cells["learning rate", gpt2][0] == "5e-05"
+    assert cells["max length (tokens)", wp][0] == "2048"
+    assert cells["LoRA alpha and dropout", tiny][0] == "lora_alpha=16, lora_dropout=0.0"
+    assert cells["LoRA rank and targets", gpt2][0] == "no LoRA"
+    assert cells["prompt construction", wp][0].startswith("prompt_template=Prompt: {prompt}\\n")
+    assert cells["test prompts scored", tiny][0] == "4000"
+    assert cells["seed", gpt2][0] == "3407"
+
+
+def test_the_settings_table_lists_every_seed_a_row_ran_with(tmp_path: Path) -> None:
+    runs = reproduction_runs(tmp_path, seeds=(3407, 3408))
+    cells = settings_table(reproduction_markdown(load_published(), runs, None))
+    assert cells["seed", "Mistral-7B · TinyStories"][0] == "3407; 3408"
+    assert cells["epochs", "Mistral-7B · TinyStories"][0] == "1"
+
+
+def test_a_setting_neither_published_nor_explained_is_refused(tmp_path: Path) -> None:
+    data = OmegaConf.load(PUBLISHED_FILE)
+    del data.settings[0].detail  # the model: published for every run, needs no reason
+    path = tmp_path / "published.yaml"
+    OmegaConf.save(data, path)
+    load_published(path)
+    assert data.settings[7].setting == "batch per device x accumulation"
+    data.settings[7].pop("choice")  # not stated for GPT-2
+    OmegaConf.save(data, path)
+    with pytest.raises(StorygenError, match="'batch per device x accumulation' is not stated"):
+        load_published(path)
+
+
+@pytest.mark.parametrize(
+    ("point", "interval", "said"),
+    [
+        (0.336, Interval(0.30, 0.29, 0.31), "published above storygen's interval"),
+        (0.336, Interval(0.35, 0.34, 0.36), "published below storygen's interval"),
+        (0.336, Interval(0.33, 0.32, 0.34), "published inside storygen's interval"),
+        (0.336, Interval(0.33, 0.32, 0.336), "published inside storygen's interval"),
+        (0.336, Interval(0.34, 0.336, 0.35), "published inside storygen's interval"),
+        (0.336, Interval(0.3, math.nan, math.nan), "no interval (fewer than two prompts)"),
+    ],
+)
+def test_the_verdict_says_where_the_published_point_lies(
+    point: float, interval: Interval, said: str
+) -> None:
+    assert published_side(point, interval) == said
+
+
+@pytest.mark.parametrize(
+    ("point", "values", "said"),
+    [
+        (0.3023, [0.25, 0.28], "published above every run"),
+        (0.3023, [0.31, 0.35], "published below every run"),
+        (0.3023, [0.29, 0.31], "published between the runs"),
+        (0.3023, [0.29], "published above"),
+        (0.3023, [], "–"),
+    ],
+)
+def test_a_published_loss_is_placed_against_each_runs_own(
+    point: float, values: list[float], said: str
+) -> None:
+    assert published_against_seeds(point, values) == said
+
+
+def scored_run(name: str, seed: int, scores: list[float]) -> ComparedRun:
+    """A Mistral TinyStories run that kept per-story scores in both conventions."""
+    config = OmegaConf.create(
+        {
+            "model": {"backbone": {"architecture": {"_target_": "transformers.MistralConfig"}}},
+            "data": {"corpus": {"_target_": "storygen.data.tinystories.TinyStoriesCorpus"}},
+        }
+    )
+    keys = [f"{prefix}{kind}" for prefix in ("", "hf_") for kind in ROUGE_TYPES]
+    return ComparedRun(
+        name=name,
+        status="completed",
+        overrides=("reproduction_run=mistral_tinystories", f"seed={seed}"),
+        metrics={f"test/{key}": float(np.mean(scores)) for key in keys},
+        prompts=tuple(f"prompt {i}" for i in range(len(scores))),
+        references=tuple(f"story {i}" for i in range(len(scores))),
+        story_scores=tuple(dict.fromkeys(keys, score) for score in scores),
+        config=config,
+    )
+
+
+def rouge_line(
+    markdown: str, convention: str, kind: str, row: str = "Mistral-7B · TinyStories"
+) -> list[str]:
+    """The cells of the ROUGE table's line for one published row, convention and ROUGE type."""
+    (line,) = [
+        line
+        for line in markdown.split("## ROUGE")[1].splitlines()
+        if line.startswith(f"| {row} |") and f"| {convention} | {kind} |" in line
+    ]
+    return line[2:-2].split(" | ")
+
+
+def test_rouge_is_a_mean_and_interval_over_seeds_and_prompts_beside_the_published_point() -> None:
+    rng = np.random.default_rng(1)
+    runs = [scored_run(f"{i}", 3407 + i, list(rng.uniform(0.2, 0.4, 40))) for i in range(3)]
+    markdown = reproduction_markdown(load_published(), runs, None)
+    (config,) = configurations(runs)
+    interval, prompts = configuration_interval(config, "hf_rouge1")
+    cells = rouge_line(markdown, "hf", "rouge1")
+    assert cells[1] == "`0`, `1`, `2`" and cells[4] == "0.336"
+    assert cells[5] == str(interval) and cells[6] == "3 seeds x 40 prompts"
+    assert cells[7] == published_side(0.336, interval)
+    # storygen's own convention stands beside it, never against the published figure
+    assert rouge_line(markdown, "storygen", "rouge1")[4:] == [
+        "–",
+        str(configuration_interval(config, "rouge1")[0]),
+        "3 seeds x 40 prompts",
+        "not compared (another convention)",
+    ]
+
+
+def test_one_seeds_interval_is_over_prompts_only() -> None:
+    scores = [0.1, 0.2, 0.3, 0.5, 0.6]
+    markdown = reproduction_markdown(load_published(), [scored_run("0", 3407, scores)], None)
+    cells = rouge_line(markdown, "hf", "rouge2")
+    assert (
+        cells[5] == str(mean_interval(scores)) and cells[6] == "5 prompts (one seed: prompts only)"
+    )
+    assert cells[7] == "published below storygen's interval"  # 0.093 below [~0.2, ~0.5]
+
+
+def test_reproduction_sweeps_its_seeds_as_jobs_of_one_sweep(tmp_path: Path) -> None:
+    """`seed` is a sweeper param: 3407 and the next ones, reproduction.seeds in all."""
+    full = compose_config(
+        ["experiment=reproduction", "reproduction_run=gpt2_writingprompts"], tmp_path
+    )
+    assert full.hydra.sweeper.params.seed == "3407,3408,3409"
+    tiny = compose_config(
+        [
+            "experiment=reproduction",
+            "reproduction=tiny",
+            "reproduction_run=tiny_gpt2_writingprompts",
+        ],
+        tmp_path,
+    )
+    assert tiny.hydra.sweeper.params.seed == "3407"
+    assert seed_sweep(42, 2) == "42,43"
+    with pytest.raises(StorygenError, match="reproduction.seeds=0"):
+        seed_sweep(3407, 0)
+
+
+def test_every_seed_of_tinystories_scores_the_same_test_prompts(tmp_path: Path) -> None:
+    cfg = compose_config(
+        ["experiment=reproduction", "reproduction_run=mistral_tinystories", "seed=3408"], tmp_path
+    )
+    assert cfg.seed == cfg.data.seed == 3408 and cfg.data.corpus.seed == 3407
+    story_metrics = cfg.callbacks.story_metrics
+    assert story_metrics.num_test_prompts == cfg.data.max_eval_samples == 4000
 
 
 def test_the_study_needs_a_sweep_or_a_run(tmp_path: Path) -> None:
@@ -159,7 +453,7 @@ def test_a_convention_of_ones_own_logs_under_its_name(tmp_path: Path) -> None:
     assert scores["rouge1"] == 1.0 and scores["mine_rouge1"] == pytest.approx(2 / 3)
 
 
-def test_study_table_never_fills_a_convention_with_another(tmp_path: Path) -> None:
+def test_the_rouge_table_never_fills_a_convention_with_another(tmp_path: Path) -> None:
     config = OmegaConf.create(
         {
             "model": {"backbone": {"architecture": {"_target_": "transformers.MistralConfig"}}},
@@ -179,13 +473,17 @@ def test_study_table_never_fills_a_convention_with_another(tmp_path: Path) -> No
         config=config,
     )
     markdown = reproduction_markdown(load_published(), [run], None)
-    rows = [line for line in markdown.splitlines() if line.startswith("|  | storygen `0`")]
-    rouge_rows = {
-        row.split(" | ")[2]: row for row in rows if " | hf | " in row or "storygen |" in row
-    }
-    assert rouge_rows["hf"].endswith("| – | – | – | – |")  # logged no hf_*: never rouge1 there
-    assert rouge_rows["storygen"].endswith("| 0.500 | 0.250 | 0.400 | 0.450 |")
-    assert "| published | hf | 0.336 | 0.093 | 0.198 | 0.278 |" in markdown
+    hf = [rouge_line(markdown, "hf", kind) for kind in ROUGE_TYPES]
+    ours = [rouge_line(markdown, "storygen", kind) for kind in ROUGE_TYPES]
+    # logged no hf_*: never rouge1 there, and no verdict on a number it does not have
+    assert [cells[4:6] for cells in hf] == [
+        ["0.336", "–"],
+        ["0.093", "–"],
+        ["0.198", "–"],
+        ["0.278", "–"],
+    ]
+    assert [cells[5] for cells in ours] == ["0.5000", "0.2500", "0.4000", "0.4500"]
+    assert all(cells[6] == "no per-story scores: no interval" for cells in hf + ours)
 
 
 # --- the one command, at toy scale --------------------------------------------------------
@@ -229,6 +527,7 @@ def test_tiny_reproduction_runs_three_jobs_in_one_wandb_group(tiny_reproduction:
         runs += [
             o.split("=", 1)[1] for o in record["overrides"] if o.startswith("reproduction_run=")
         ]
+        assert "seed=3407" in record["overrides"]  # the seed sweep: one seed on tiny
         (wandb_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
         groups |= {r.run.run_group for r in wandb_records(wandb_file) if r.HasField("run")}
     assert runs == [f"tiny_{run}" for run in REPRODUCTION_RUNS]
@@ -257,22 +556,45 @@ def test_tiny_reproduction_logs_evaluates_rouge_and_the_report_shows_the_runs_nu
         for key, values in per_story.items():
             assert metrics[f"test/hf_{key}"] == pytest.approx(sum(values) / len(values), abs=1e-6)
         # every number the report shows for the run is the run's own
-        label = f"storygen `{run.name}` `reproduction_run="
-        rows = [line for line in report.splitlines() if line.startswith(f"|  | {label}")]
+        (run_name,) = [o for o in run.overrides if o.startswith("reproduction_run=")]
+        row = TINY_ROWS[run_name.removeprefix("reproduction_run=")]
         params = f"| {record['parameters']['trainable']:,} | {record['parameters']['total']:,} |"
-        assert any(params in row and f"{metrics['val/loss']:.3f}" in row for row in rows)
-        hf = "| hf | " + " | ".join(f"{metrics[f'test/hf_{k}']:.3f}" for k in per_story) + " |"
-        ours = "| storygen | " + " | ".join(f"{metrics[f'test/{k}']:.3f}" for k in per_story) + " |"
-        assert any(row.endswith(hf) for row in rows) and any(row.endswith(ours) for row in rows)
+        assert f"|  | storygen `{run.name}` {params}" in report
+        (val_loss,) = [
+            line for line in report.splitlines() if line.startswith(f"| {row} | val loss |")
+        ]
+        assert f"| `{run.name}` | {metrics['val/loss']:.4f} |" in val_loss
+        # ROUGE: the mean and 95% interval of the run's own per-story scores, as compare's
+        # interval code gives them, over prompts only (one seed)
+        for key in per_story:
+            for convention, name in (("hf", f"hf_{key}"), ("storygen", key)):
+                scores = [story["scores"][name] for story in stories]
+                interval = mean_interval(scores)
+                assert interval.mean == pytest.approx(metrics[f"test/{name}"], abs=1e-6)
+                cells = rouge_line(report, convention, key, row)
+                assert cells[1] == f"`{run.name}`" and cells[5] == str(interval), cells
+                assert cells[6] == "4 prompts (one seed: prompts only)"
+                (config,) = configurations([run])
+                assert cells[5] == str(configuration_interval(config, name)[0])
+        # the settings table: this run's own values, each with its source
+        cells = settings_table(report)
+        assert cells["seed", row][0] == "3407" and cells["test prompts scored", row][0] == "4"
+        assert cells["training stories per run", row][0] == "16"
+        assert cells["epochs", row] == (
+            (epochs := str(run.config.trainer.max_epochs)),
+            f'published study: "{epochs}"',
+        )
+        assert cells["learning rate", row][0] == str(run.config.model.optimizer.lr)
+        assert cells["learning rate", row][1].startswith("storygen's choice: ")
         distance = length_distance(word_counts(predictions), word_counts(references))
         assert any(
-            f"| `{run.name}` `reproduction_run=" in line
+            line.startswith(f"| {row} | `{run.name}` |")
             and line.endswith(f"| {distance['wasserstein']:.1f} | {distance['ks']:.3f} |")
             for line in report.splitlines()
         )
     published = load_published()
     for row in published.rows:
-        assert f"| {row.trainable_params:,} | {row.total_params:,} |" in report
+        assert f"| published | {row.trainable_params} | {row.total_params} |" in report
 
 
 @pytest.mark.slow

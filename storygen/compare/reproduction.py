@@ -1,88 +1,66 @@
-"""The published table with storygen's numbers beside the published ones, row by row:
+"""The published study's table with storygen's numbers beside it:
 `python -m storygen.compare <sweep> --reproduction` writes `reproduction.md` and
 `reproduction_lengths.png`.
 
 A run takes the row of its model family (GPT-2, Mistral) and dataset (TinyStories,
-WritingPrompts), read from its config, so any run of those can stand beside the study's, not
-only the runs of `experiment=reproduction`. The published numbers live in `published.yaml`.
+WritingPrompts), read from its config, so any run of those can stand beside the published
+study's, not only the runs of `experiment=reproduction`. Runs that differ only in `seed` are one
+configuration, and its ROUGE is a mean with the 95% interval that every comparison report gives
+(`storygen.compare.intervals`), set against the published point. The published figures and
+where each setting comes from live in `published.yaml` (`storygen.compare.published`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
+from storygen.compare.intervals import (  # noqa: E402
+    Configuration,
+    configuration_interval,
+    configurations,
+)
+from storygen.compare.published import (  # noqa: E402
+    Published,
+    PublishedRow,
+    config_value,
+    load_published,
+)
+from storygen.compare.report import cell, number  # noqa: E402
 from storygen.compare.sources import ComparedRun  # noqa: E402
 from storygen.errors import StorygenError  # noqa: E402
+from storygen.metrics.intervals import Interval  # noqa: E402
 from storygen.metrics.lengths import length_distance, word_counts  # noqa: E402
 from storygen.metrics.plots import draw_lengths  # noqa: E402
 from storygen.metrics.rouge import HF, ROUGE_TYPES, STORYGEN, RougeConvention  # noqa: E402
 
-PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
 FAMILIES = {"GPT2Config": "gpt2", "MistralConfig": "mistral"}
 DATASETS = {"TinyStoriesCorpus": "tinystories", "WritingPromptsCorpus": "writingprompts"}
 DATASET_NAMES = {"tinystories": "TinyStories", "writingprompts": "WritingPrompts"}
+CONVENTIONS = {"hf": HF, "storygen": STORYGEN}
+
+Matched = list[tuple[PublishedRow, list[ComparedRun]]]
 
 
-@dataclass(frozen=True)
-class PublishedRow:
-    run: str
-    model: str
-    family: str
-    dataset: str
-    method: str
-    trainable_params: int
-    total_params: int
-    train_loss: float | None
-    val_loss: float | None
-    rouge: dict[str, float] | None
-
-
-@dataclass(frozen=True)
-class Published:
-    source: str
-    rouge_convention: str
-    train_loss_kind: str
-    rows: tuple[PublishedRow, ...]
-
-
-def load_published(path: Path = PUBLISHED_FILE) -> Published:
-    data = OmegaConf.to_container(OmegaConf.load(path))
-    return Published(
-        source=data["source"],
-        rouge_convention=data["rouge_convention"],
-        train_loss_kind=data["train_loss_kind"],
-        rows=tuple(PublishedRow(**row) for row in data["runs"]),
-    )
-
-
-def setting(run: ComparedRun, key: str) -> Any:
-    """A value of the run's config, None where it is missing or does not resolve offline."""
-    if run.config is None:
-        return None
-    return OmegaConf.select(run.config, key, default=None, throw_on_resolution_failure=False)
+# --- matching runs to rows ----------------------------------------------------------------
 
 
 def row_key(run: ComparedRun) -> tuple[str, str] | None:
     """(family, dataset) of a run, from its backbone architecture and corpus classes."""
-    architecture = str(setting(run, "model.backbone.architecture._target_") or "")
-    corpus = str(setting(run, "data.corpus._target_") or "")
-    family = FAMILIES.get(architecture.rsplit(".", 1)[-1])
-    dataset = DATASETS.get(corpus.rsplit(".", 1)[-1])
+    names = [
+        str(config_value(run, key)).rsplit(".", 1)[-1]
+        for key in ("model.backbone.architecture._target_", "data.corpus._target_")
+    ]
+    family, dataset = FAMILIES.get(names[0]), DATASETS.get(names[1])
     return (family, dataset) if family and dataset else None
 
 
-def match_runs(
-    published: Published, runs: list[ComparedRun]
-) -> list[tuple[PublishedRow, list[ComparedRun]]]:
+def match_runs(published: Published, runs: list[ComparedRun]) -> Matched:
     by_key: dict[tuple[str, str], list[ComparedRun]] = {}
     for run in runs:
         key = row_key(run)
@@ -91,181 +69,265 @@ def match_runs(
     return [(row, by_key.get((row.family, row.dataset), [])) for row in published.rows]
 
 
-# --- cells --------------------------------------------------------------------------------
+def row_label(row: PublishedRow) -> str:
+    return f"{row.model} · {DATASET_NAMES[row.dataset]}"
 
 
-def num(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+def runs_label(runs: list[ComparedRun] | tuple[ComparedRun, ...]) -> str:
+    return ", ".join(f"`{run.name}`" for run in runs) or "no run"
 
 
-def count(value: int | None) -> str:
-    return "–" if value is None else f"{value:,}"
+def table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+
+
+# --- what the page compares ---------------------------------------------------------------
+
+
+def published_side(point: float, interval: Interval) -> str:
+    """Where the published point lies relative to storygen's interval."""
+    if math.isnan(interval.low):
+        return "no interval (fewer than two prompts)"
+    if point > interval.high:
+        return "published above storygen's interval"
+    if point < interval.low:
+        return "published below storygen's interval"
+    return "published inside storygen's interval"
+
+
+def published_against_seeds(point: float, values: list[float]) -> str:
+    """Where a published loss lies against storygen's runs: one number per run, no interval."""
+    if not values:
+        return "–"
+    if point > max(values):
+        return "published above every run" if len(values) > 1 else "published above"
+    if point < min(values):
+        return "published below every run" if len(values) > 1 else "published below"
+    return "published between the runs" if len(values) > 1 else "published equal"
 
 
 def train_loss_mean(run: ComparedRun) -> float | None:
-    """Mean of the logged train/loss points: the study's (Trainer's) end-of-training figure,
-    as close as the logging interval allows."""
+    """Mean of the logged train/loss points: the published (Trainer's) end-of-training
+    figure, as close as the logging interval allows."""
     points = run.curves.get("train/loss") or []
     return sum(value for _, value in points) / len(points) if points else None
 
 
-def rouge_of(run: ComparedRun, convention: RougeConvention) -> dict[str, float | None]:
-    """ROUGE of the run's story split under one convention, never another's in its place."""
+def check_convention(run: ComparedRun, convention: RougeConvention) -> None:
+    """A run's ROUGE stands in a convention's rows only if it was made under its settings."""
     settings = run.rouge.get(convention.name)
     if settings is not None and settings != convention.settings():
         raise StorygenError(
             f"run {run.name} logged ROUGE convention {convention.name!r} as {settings}, not "
             f"{convention.settings()}; its numbers cannot stand in that column."
         )
-    return {key: run.story_metric(convention.key(key)) for key in ROUGE_TYPES}
+
+
+def interval_over(config: Configuration, prompts: int) -> str:
+    seeds = len(config.runs)
+    if seeds == 1:
+        return f"{prompts:,} prompts (one seed: prompts only)"
+    return f"{seeds} seeds x {prompts:,} prompts"
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+def settings_section(published: Published, matched: Matched) -> list[str]:
+    """Each setting per row, the value its runs used and its source; rows with the same value
+    and source share a line."""
+    rows: list[list[str]] = []
+    for entry in published.settings:
+        merged: list[list[str]] = []
+        for row, mine in matched:
+            values = list(dict.fromkeys(entry.value(run) for run in mine)) or ["no run"]
+            line = [entry.setting, row_label(row), "; ".join(values), entry.source(row)]
+            if merged and merged[-1][2:] == line[2:]:
+                merged[-1][1] += ", " + line[1]
+            else:
+                merged.append(line)
+        rows += merged
+    return [
+        "## Settings and their sources",
+        "",
+        "Each setting's value as the runs' own configs hold it, and where it comes from: the "
+        "published study (its figure quoted) or storygen's choice (with the reason). The "
+        "published study does not state " + "; ".join(published.does_not_state) + ".",
+        "",
+        *table(["setting", "published row", "value used", "source"], rows),
+    ]
+
+
+def parameters_section(matched: Matched) -> list[str]:
+    rows: list[list[str]] = []
+    for row, mine in matched:
+        rows.append([row_label(row), "published", row.trainable_params, row.total_params])
+        for run in mine:
+            exact = run.trainable_params == row.number("trainable_params")
+            trainable = "–" if run.trainable_params is None else f"{run.trainable_params:,}"
+            total = "–" if run.total_params is None else f"{run.total_params:,}"
+            rows.append(["", f"storygen `{run.name}`", trainable + " (=)" * exact, total])
+    return [
+        "## Parameters",
+        "",
+        *table(["published row", "source", "trainable params", "all params"], rows),
+        "",
+        "`(=)`: trainable parameters equal the published count exactly. storygen counts 4-bit "
+        "weights packed, as the published study does (`python -m storygen.inspect`).",
+    ]
+
+
+def losses_section(published: Published, matched: Matched) -> list[str]:
+    losses = {
+        "train loss": ("train_loss", "train_loss_at", train_loss_mean),
+        "val loss": ("val_loss", "val_loss_at", lambda run: run.metrics.get("val/loss")),
+    }
+    rows: list[list[str]] = []
+    for row, mine in matched:
+        for name, (figure, at, measure) in losses.items():
+            point = row.number(figure)
+            values = [v for v in map(measure, mine) if v is not None and not math.isnan(v)]
+            quoted = f"{getattr(row, figure)} ({getattr(row, at)})" if point is not None else "–"
+            said = published_against_seeds(point, values) if point is not None else "not stated"
+            each = ", ".join(number(v, 4) for v in values) or "–"
+            rows.append([row_label(row), name, quoted, runs_label(mine), each, said])
+    return [
+        "## Losses",
+        "",
+        *table(
+            ["published row", "loss", "published", "runs", "storygen, each run", "verdict"], rows
+        ),
+        "",
+        f"The published train loss is its {published.train_loss_kind}; storygen's is the mean "
+        "of the run's logged train/loss points; its val loss is the final val/loss. A loss is "
+        "one number per run, so it has no interval here: the verdict says only where the "
+        "published figure lies against the runs' own values.",
+    ]
+
+
+def rouge_rows(
+    row: PublishedRow, mine: list[ComparedRun], compared: RougeConvention
+) -> list[list[str]]:
+    rows: list[list[str]] = []
+    conventions = [compared] + ([STORYGEN] if compared is not STORYGEN else [])
+    grouped = configurations(mine)
+    in_configs = {run.name for config in grouped for run in config.runs}
+    for config in grouped:
+        for convention in conventions:
+            for run in config.runs:
+                check_convention(run, convention)
+            for kind in ROUGE_TYPES:
+                interval, prompts = configuration_interval(config, convention.key(kind))
+                point = row.number(kind) if row.rouge and convention is compared else None
+                if row.rouge is None:
+                    published, said = "not stated", "–"
+                elif point is None:
+                    published, said = "–", "not compared (another convention)"
+                else:
+                    published, said = row.rouge[kind], published_side(point, interval)
+                if not prompts:  # the runs did not log this convention
+                    shown, over, said = "–", "–", "–"
+                else:
+                    shown, over = str(interval), interval_over(config, prompts)
+                rows.append(
+                    [row_label(row), runs_label(config.runs), convention.name, kind, published,
+                     shown, over, said]
+                )  # fmt: skip
+    for run in (r for r in mine if r.name not in in_configs):  # no per-story scores kept
+        for convention in conventions:
+            check_convention(run, convention)
+            for kind in ROUGE_TYPES:
+                value = run.story_metric(convention.key(kind))
+                published = (
+                    (row.rouge or {}).get(kind, "not stated") if convention is compared else "–"
+                )
+                rows.append(
+                    [row_label(row), runs_label([run]), convention.name, kind, published,
+                     number(value, 4), "no per-story scores: no interval", "–"]
+                )  # fmt: skip
+    return rows
+
+
+def rouge_section(published: Published, matched: Matched) -> list[str]:
+    compared = CONVENTIONS[published.rouge_convention]
+    rows = [line for row, mine in matched for line in rouge_rows(row, mine, compared)]
+    headers = [
+        "published row", "runs", "convention", "ROUGE", "published",
+        "storygen mean [95% interval]", "interval over", "verdict",
+    ]  # fmt: skip
+    return [
+        "## ROUGE (F-measure, mean over the scored stories)",
+        "",
+        *(table(headers, rows) if rows else ["No run of a published row."]),
+        "",
+        "storygen's figure is the mean over the scored test stories with its 95% bootstrap "
+        "interval, computed as every comparison report computes it (`storygen.compare`'s "
+        "interval section): over seeds and prompts where runs differ only in `seed`, over "
+        "prompts only for one seed. The verdict says where the published point lies: inside, "
+        "above or below storygen's interval. Only the published study's convention "
+        f"(`{compared.name}`: use_stemmer={compared.use_stemmer}, rougeLsum split at "
+        f"{compared.lsum_split}) is compared with its figures; storygen's (use_stemmer=True, "
+        "rougeLsum over Punkt sentences) is shown beside it. A run that did not log a "
+        "convention shows `–` there (train with `rouge=with_hf`, or rescore with "
+        "`storygen.evaluate rouge=with_hf`).",
+    ]
 
 
 def lengths_of(run: ComparedRun) -> dict[str, float]:
-    distance = length_distance(
-        word_counts(list(run.generations)), word_counts(list(run.references))
-    )
-    return distance | {
-        "generated": len(run.generations),
-        "gen_mean": _mean(word_counts(list(run.generations))),
-        "ref_mean": _mean(word_counts(list(run.references))),
+    generated, references = word_counts(list(run.generations)), word_counts(list(run.references))
+    return length_distance(generated, references) | {
+        "gen_mean": sum(generated) / len(generated),
+        "ref_mean": sum(references) / len(references),
     }
 
 
-def _mean(values: list[int]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
-def run_settings(run: ComparedRun) -> str:
-    epochs = setting(run, "trainer.max_epochs")
-    batch = setting(run, "data.batch_size")
-    accumulation = setting(run, "trainer.accumulate_grad_batches")
-    samples = setting(run, "data.max_train_samples")
-    model = setting(run, "model.backbone.name_or_path") or "random init"
-    parts = [f"{model}", f"{epochs} ep", f"batch {batch} x {accumulation}"]
-    parts.append(f"{samples:,} train stories" if isinstance(samples, int) else "all train stories")
-    return ", ".join(parts)
-
-
-# --- report -------------------------------------------------------------------------------
-
-
-def table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-
-
-def run_label(run: ComparedRun, shared: set[str]) -> str:
-    """The run's name and the overrides that set it apart (`reproduction_run=...` in the
-    reproduction sweep)."""
-    own = [o for o in run.overrides if o not in shared]
-    return f"`{run.name}`" + (" " + " ".join(f"`{o}`" for o in own) if own else "")
-
-
-def row_label(row: PublishedRow) -> str:
-    return f"{row.model} · {DATASET_NAMES[row.dataset]}"
+def lengths_section(matched: Matched, lengths_png: str | None) -> list[str]:
+    rows = []
+    for row, mine in matched:
+        for run in (r for r in mine if r.generations):
+            stats = lengths_of(run)
+            rows.append(
+                [row_label(row), f"`{run.name}`", str(len(run.generations)),
+                 number(stats["gen_mean"], 1), number(stats["ref_mean"], 1),
+                 number(stats["wasserstein"], 1), number(stats["ks"], 3)]
+            )  # fmt: skip
+    lines = ["## Story lengths (words): generated vs reference", ""]
+    if not rows:
+        return lines + ["No run wrote generated stories."]
+    headers = ["published row", "run", "stories", "generated mean", "reference mean", "W1", "KS"]
+    lines += table(headers, rows) + [
+        "",
+        "W1: earth mover's distance between the two length distributions, in words; KS: the "
+        "two-sample Kolmogorov-Smirnov statistic. The published study shows histograms only.",
+    ]
+    return lines + (
+        ["", f"![Story lengths per model and dataset]({lengths_png})"] if lengths_png else []
+    )
 
 
 def reproduction_markdown(
     published: Published, runs: list[ComparedRun], lengths_png: str | None
 ) -> str:
     matched = match_runs(published, runs)
-    shared = set.intersection(*(set(run.overrides) for run in runs)) if runs else set()
-    study_convention = {"hf": HF, "storygen": STORYGEN}[published.rouge_convention]
     lines = [
-        "# The study, reproduced",
+        "# The published study, reproduced",
         "",
-        f"Published numbers: {published.source.strip()}",
-        "Each study row is followed by storygen's runs of the same model family and dataset "
-        "(from their configs). ROUGE: the study's convention "
-        f"(`{study_convention.name}`: use_stemmer={study_convention.use_stemmer}, rougeLsum "
-        f"split at {study_convention.lsum_split}) and storygen's (use_stemmer=True, rougeLsum "
-        "over Punkt sentences) in separate columns; a run that did not log a convention shows "
-        "`–` there (train with `rouge=with_hf`, or rescore with `storygen.evaluate "
-        "rouge=with_hf`). Story metrics come from the test split where the run was tested.",
+        f"Published numbers: {published.source.strip()} Each published row is followed by "
+        "storygen's runs of the same model family and dataset (from their configs). Story "
+        "metrics come from the test split where the run was tested.",
     ]
     unmatched = [run.name for run in runs if row_key(run) is None]
     if unmatched:
-        lines.append("Runs of no study row (not shown): " + ", ".join(unmatched) + ".")
-
-    lines += ["", "## Parameters and loss", ""]
-    rows: list[list[str]] = []
-    for row, mine in matched:
-        rows.append(
-            [row_label(row), "published", row.method, count(row.trainable_params),
-             count(row.total_params), "–", num(row.train_loss), num(row.val_loss)]
-        )  # fmt: skip
-        for run in mine:
-            exact = run.trainable_params == row.trainable_params
-            rows.append(
-                [
-                    "", "storygen " + run_label(run, shared), run_settings(run),
-                    count(run.trainable_params) + (" (=)" if exact else ""),
-                    count(run.total_params), num(run.metrics.get("train/loss")),
-                    num(train_loss_mean(run)), num(run.metrics.get("val/loss")),
-                ]
-            )  # fmt: skip
-        if not mine:
-            rows.append(["", "storygen", "no run", "–", "–", "–", "–", "–"])
-    lines += table(
-        [
-            "row", "source", "method / settings", "trainable params", "all params",
-            "train loss (last)", "train loss (mean)", "val loss",
-        ],
-        rows,
-    )  # fmt: skip
-    lines.append("")
-    lines.append(
-        f"The study's train loss is its {published.train_loss_kind}; storygen's is given as the "
-        "last logged value and as the mean of the logged values. `(=)`: trainable parameters "
-        "equal the study's exactly. storygen's total counts 4-bit weights packed, as the study "
-        "does (see `python -m storygen.inspect`); its run.json records trainable and total."
-    )
-
-    lines += ["", "## ROUGE (F-measure, mean over the scored stories)", ""]
-    headers = ["row", "source", "convention"] + [key for key in ROUGE_TYPES]
-    rows = []
-    for row, mine in matched:
-        published_rouge = row.rouge or {}
-        rows.append(
-            [row_label(row), "published", study_convention.name]
-            + [num(published_rouge.get(key)) for key in ROUGE_TYPES]
-        )
-        for run in mine:
-            for convention in (study_convention, STORYGEN):
-                if convention is STORYGEN and study_convention is STORYGEN:
-                    continue
-                scores = rouge_of(run, convention)
-                rows.append(
-                    ["", "storygen " + run_label(run, shared), convention.name]
-                    + [num(scores[key]) for key in ROUGE_TYPES]
-                )
-    lines += table(headers, rows)
-
-    lines += ["", "## Story lengths (words): generated vs reference", ""]
-    rows = []
-    for row, mine in matched:
-        for run in (r for r in mine if r.generations):
-            stats = lengths_of(run)
-            rows.append(
-                [
-                    row_label(row), run_label(run, shared), str(int(stats["generated"])),
-                    num(stats["gen_mean"], 1), num(stats["ref_mean"], 1),
-                    num(stats["wasserstein"], 1), num(stats["ks"], 3),
-                ]
-            )  # fmt: skip
-    if rows:
-        lines += table(
-            ["row", "run", "stories", "generated mean", "reference mean", "W1", "KS"], rows
-        )
-        lines.append("")
-        lines.append(
-            "W1: earth mover's distance between the two length distributions, in words; KS: "
-            "the two-sample Kolmogorov-Smirnov statistic. The study published histograms only."
-        )
-    else:
-        lines.append("No run wrote generated stories.")
-    if lengths_png:
-        lines += ["", f"![Story lengths per model and dataset]({lengths_png})"]
+        lines.append("Runs of no published row (not shown): " + ", ".join(unmatched) + ".")
+    for section in (
+        settings_section(published, matched),
+        parameters_section(matched),
+        losses_section(published, matched),
+        rouge_section(published, matched),
+        lengths_section(matched, lengths_png),
+    ):
+        lines += [""] + section
     return "\n".join(lines) + "\n"
 
 

@@ -28,6 +28,17 @@ from storygen.environment.wandb_run import (
     wandb_offline,
     wandb_online,
 )
+from storygen.errors import StorygenError
+
+
+def seed_sweep(first: int, count: int) -> str:
+    """`first` and the next seeds, `count` in all, as a sweep's values: 3407,3408,3409."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise StorygenError(
+            f"reproduction.seeds={count!r} must be a whole number of runs, 1 or more."
+        )
+    return ",".join(str(first + offset) for offset in range(count))
+
 
 # The config tree, by absolute path: entry points find it however they are started.
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -44,6 +55,7 @@ RESOLVERS = {
     "storygen.run_group": run_group,
     "storygen.previous_wandb_id": previous_wandb_id,
     "storygen.run_tags": run_tags,
+    "storygen.seed_sweep": seed_sweep,
 }
 
 
