@@ -22,7 +22,7 @@ from storygen.compare.__main__ import main as compare_main
 from storygen.compare.intervals import configuration_interval, configurations
 from storygen.compare.published import PUBLISHED_FILE, load_published, printed_number
 from storygen.compare.reproduction import (
-    published_against_seeds,
+    published_against_runs,
     published_side,
     reproduction_markdown,
 )
@@ -302,7 +302,7 @@ def test_the_verdict_says_where_the_published_point_lies(
 def test_a_published_loss_is_placed_against_each_runs_own(
     point: float, values: list[float], said: str
 ) -> None:
-    assert published_against_seeds(point, values) == said
+    assert published_against_runs(point, values) == said
 
 
 def scored_run(name: str, seed: int, scores: list[float]) -> ComparedRun:

@@ -5,7 +5,7 @@ Reads what each run left behind (`.hydra/`, `csv/metrics.csv`, `run.json`,
 --group G`), and writes `report.md` (a table of runs, loss curves, ROUGE bars and story
 length histograms as PNGs, the first prompts' stories side by side, and for an Optuna search
 its study's trials and plots) into `<sweep>/compare/` or `--out`; with `--reproduction` also
-`reproduction.md`, the reproduced study's published table with the runs beside it. Nothing else is
+`reproduction.md`, the published study's table with the runs beside it. Nothing else is
 written.
 """
 
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reproduction",
         action="store_true",
-        help="also write reproduction.md: the study's published table with these runs beside it",
+        help="also write reproduction.md: the published study's table with these runs beside it",
     )
     parser.add_argument(
         "--baseline",

@@ -96,7 +96,7 @@ def published_side(point: float, interval: Interval) -> str:
     return "published inside storygen's interval"
 
 
-def published_against_seeds(point: float, values: list[float]) -> str:
+def published_against_runs(point: float, values: list[float]) -> str:
     """Where a published loss lies against storygen's runs: one number per run, no interval."""
     if not values:
         return "–"
@@ -189,7 +189,7 @@ def losses_section(published: Published, matched: Matched) -> list[str]:
             point = row.number(figure)
             values = [v for v in map(measure, mine) if v is not None and not math.isnan(v)]
             quoted = f"{getattr(row, figure)} ({getattr(row, at)})" if point is not None else "–"
-            said = published_against_seeds(point, values) if point is not None else "not stated"
+            said = published_against_runs(point, values) if point is not None else "not stated"
             each = ", ".join(number(v, 4) for v in values) or "–"
             rows.append([row_label(row), name, quoted, runs_label(mine), each, said])
     return [
@@ -206,47 +206,44 @@ def losses_section(published: Published, matched: Matched) -> list[str]:
     ]
 
 
+def published_rouge(row: PublishedRow, kind: str, compared: bool) -> tuple[str, float | None]:
+    """The published cell of a ROUGE line and the point to compare with (None: none, as the
+    row states no ROUGE or the line is in another convention than the published study's)."""
+    if row.rouge is None:
+        return "not stated", None
+    return (row.rouge[kind], row.number(kind)) if compared else ("–", None)
+
+
 def rouge_rows(
     row: PublishedRow, mine: list[ComparedRun], compared: RougeConvention
 ) -> list[list[str]]:
-    rows: list[list[str]] = []
+    """One line per configuration (or run without per-story scores), convention and ROUGE
+    type: the published figure, storygen's mean and interval, and the verdict."""
     conventions = [compared] + ([STORYGEN] if compared is not STORYGEN else [])
-    grouped = configurations(mine)
-    in_configs = {run.name for config in grouped for run in config.runs}
-    for config in grouped:
-        for convention in conventions:
-            for run in config.runs:
-                check_convention(run, convention)
-            for kind in ROUGE_TYPES:
-                interval, prompts = configuration_interval(config, convention.key(kind))
-                point = row.number(kind) if row.rouge and convention is compared else None
-                if row.rouge is None:
-                    published, said = "not stated", "–"
-                elif point is None:
-                    published, said = "–", "not compared (another convention)"
-                else:
-                    published, said = row.rouge[kind], published_side(point, interval)
-                if not prompts:  # the runs did not log this convention
-                    shown, over, said = "–", "–", "–"
-                else:
-                    shown, over = str(interval), interval_over(config, prompts)
-                rows.append(
-                    [row_label(row), runs_label(config.runs), convention.name, kind, published,
-                     shown, over, said]
-                )  # fmt: skip
-    for run in (r for r in mine if r.name not in in_configs):  # no per-story scores kept
+    for run in mine:
         for convention in conventions:
             check_convention(run, convention)
-            for kind in ROUGE_TYPES:
-                value = run.story_metric(convention.key(kind))
-                published = (
-                    (row.rouge or {}).get(kind, "not stated") if convention is compared else "–"
-                )
-                rows.append(
-                    [row_label(row), runs_label([run]), convention.name, kind, published,
-                     number(value, 4), "no per-story scores: no interval", "–"]
-                )  # fmt: skip
-    return rows
+    grouped = configurations(mine)
+    scored = {run.name for config in grouped for run in config.runs}
+    unscored = [run for run in mine if run.name not in scored]  # kept no per-story scores
+    rows: list[list[str]] = []
+    for convention, kind in ((c, k) for c in conventions for k in ROUGE_TYPES):
+        published, point = published_rouge(row, kind, convention is compared)
+        key = convention.key(kind)
+        for config in grouped:
+            interval, prompts = configuration_interval(config, key)
+            if not prompts:  # its runs did not log this convention
+                cells = ["–", "–", "–"]
+            else:
+                said = "–" if row.rouge is None else "not compared (another convention)"
+                said = published_side(point, interval) if point is not None else said
+                cells = [str(interval), interval_over(config, prompts), said]
+            rows.append([runs_label(config.runs), convention.name, kind, published, *cells])
+        for run in unscored:
+            value = number(run.story_metric(key), 4)
+            cells = [value, "no per-story scores: no interval", "–"]
+            rows.append([runs_label([run]), convention.name, kind, published, *cells])
+    return [[row_label(row), *line] for line in rows]
 
 
 def rouge_section(published: Published, matched: Matched) -> list[str]:
