@@ -309,6 +309,7 @@ def scored_run(name: str, seed: int, scores: list[float]) -> ComparedRun:
     """A Mistral TinyStories run that kept per-story scores in both conventions."""
     config = OmegaConf.create(
         {
+            "seed": seed,
             "model": {"backbone": {"architecture": {"_target_": "transformers.MistralConfig"}}},
             "data": {"corpus": {"_target_": "storygen.data.tinystories.TinyStoriesCorpus"}},
         }
@@ -345,7 +346,8 @@ def test_rouge_is_a_mean_and_interval_over_seeds_and_prompts_beside_the_publishe
     (config,) = configurations(runs)
     interval, prompts = configuration_interval(config, "hf_rouge1")
     cells = rouge_line(markdown, "hf", "rouge1")
-    assert cells[1] == "`0`, `1`, `2`" and cells[4] == "0.336"
+    assert cells[1] == "`0` (seed 3407), `1` (seed 3408), `2` (seed 3409)"
+    assert cells[4] == "0.336"
     assert cells[5] == str(interval) and cells[6] == "3 seeds x 40 prompts"
     assert cells[7] == published_side(0.336, interval)
     # storygen's own convention stands beside it, never against the published figure
@@ -563,7 +565,7 @@ def test_tiny_reproduction_logs_evaluates_rouge_and_the_report_shows_the_runs_nu
         (val_loss,) = [
             line for line in report.splitlines() if line.startswith(f"| {row} | val loss |")
         ]
-        assert f"| `{run.name}` | {metrics['val/loss']:.4f} |" in val_loss
+        assert f"| `{run.name}` (seed 3407) | {metrics['val/loss']:.4f} |" in val_loss
         # ROUGE: the mean and 95% interval of the run's own per-story scores, as compare's
         # interval code gives them, over prompts only (one seed)
         for key in per_story:
@@ -572,7 +574,7 @@ def test_tiny_reproduction_logs_evaluates_rouge_and_the_report_shows_the_runs_nu
                 interval = mean_interval(scores)
                 assert interval.mean == pytest.approx(metrics[f"test/{name}"], abs=1e-6)
                 cells = rouge_line(report, convention, key, row)
-                assert cells[1] == f"`{run.name}`" and cells[5] == str(interval), cells
+                assert cells[1] == f"`{run.name}` (seed 3407)" and cells[5] == str(interval)
                 assert cells[6] == "4 prompts (one seed: prompts only)"
                 (config,) = configurations([run])
                 assert cells[5] == str(configuration_interval(config, name)[0])

@@ -74,7 +74,12 @@ def row_label(row: PublishedRow) -> str:
 
 
 def runs_label(runs: list[ComparedRun] | tuple[ComparedRun, ...]) -> str:
-    return ", ".join(f"`{run.name}`" for run in runs) or "no run"
+    """The runs by name, each with its seed: `0` (seed 3407), `1` (seed 3408)."""
+    names = []
+    for run in runs:
+        seed = config_value(run, "seed")
+        names.append(f"`{run.name}`" + (f" (seed {seed})" if isinstance(seed, int) else ""))
+    return ", ".join(names) or "no run"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> list[str]:
