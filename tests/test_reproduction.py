@@ -40,7 +40,7 @@ from tests.metrics.test_rouge import evaluate_rouge
 from tests.test_compare import RUNS, write_sweep
 from tests.wandb_records import wandb_records
 
-# the tests of the module's tiny study run in one test process, so it runs once
+# the tests of the module's tiny reproduction sweep in one test process, so it runs once
 pytestmark = pytest.mark.xdist_group("tiny_reproduction")
 
 REPRODUCTION_RUNS = ("gpt2_writingprompts", "mistral_tinystories", "mistral_writingprompts")
@@ -51,7 +51,7 @@ TINY_ROWS = {
 }
 
 
-# --- the study's configuration ------------------------------------------------------------
+# --- the reproduction's configuration -----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ def test_each_reproduction_run_keeps_its_presets_tags_with_its_model_and_data(
 
 
 @pytest.mark.parametrize("run", REPRODUCTION_RUNS)
-def test_each_reproduction_run_composes_the_studys_settings(run: str, tmp_path: Path) -> None:
+def test_each_reproduction_run_composes_its_presets_settings(run: str, tmp_path: Path) -> None:
     cfg = compose_config(["experiment=reproduction", f"reproduction_run={run}"], tmp_path)
     backbone = cfg.model.backbone
     assert cfg.task_name == "reproduction" and cfg.seed == 3407
@@ -107,7 +107,7 @@ def test_each_reproduction_run_composes_the_studys_settings(run: str, tmp_path: 
 def test_published_parameter_counts_are_what_inspect_counts_for_the_reproduction_run(
     run: str, tmp_path: Path
 ) -> None:
-    """The data file's counts against storygen's own offline count of each study run's model."""
+    """The data file's counts against storygen's offline count of each reproduction run's model."""
     (row,) = [row for row in load_published().rows if row.run == run]
     cfg = compose_config(
         ["experiment=reproduction", f"reproduction_run={run}"], tmp_path, "inspect"
@@ -398,8 +398,8 @@ def test_every_seed_of_tinystories_scores_the_same_test_prompts(tmp_path: Path) 
     assert story_metrics.num_test_prompts == cfg.data.max_eval_samples == 4000
 
 
-def test_the_study_needs_a_sweep_or_a_run(tmp_path: Path) -> None:
-    """Without -m the study has no single run to pick; Hydra names the choices."""
+def test_the_reproduction_needs_a_sweep_or_a_run(tmp_path: Path) -> None:
+    """Without -m the reproduction has no single run to pick; Hydra names the choices."""
     with pytest.raises(Exception, match="reproduction_run"):
         compose_config(["experiment=reproduction"], tmp_path)
 
