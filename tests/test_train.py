@@ -328,6 +328,7 @@ def test_quickstart_runs_offline_and_the_loss_falls(overrides, tmp_path):
     for label in ("best checkpoint", "CSV metrics", "W&B run dir", "--- story 2 ---"):
         assert label in output
     run_dir = Path(re.search(r"W&B run dir\s*: (\S+)", output).group(1))
+    assert f"upload to W&B   : python -m storygen.sync {run_dir.parents[1]}\n" in output
     run_bytes = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert b"train/loss" in run_bytes and b"val/rouge1" in run_bytes
 
