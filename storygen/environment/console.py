@@ -38,6 +38,11 @@ LOG_RECORDS: tuple[tuple[str, str], ...] = (
 # rouge-score's scorer logs "Using default tokenizer." at INFO through absl, once per scorer
 QUIET_LOGGERS: tuple[str, ...] = ("absl",)
 
+# W&B's closing panel (30 lines of sparklines and a summary cut at ten keys) repeats what
+# storygen's own summary says, and its offline hint names `wandb sync`, where a resumed run
+# needs `python -m storygen.sync` (which the summary names); its opening lines stay
+QUIET_ENV = {"WANDB_QUIET": "true"}
+
 
 class _DropMessages(logging.Filter):
     def __init__(self, starts: tuple[str, ...]) -> None:
@@ -59,6 +64,8 @@ def quiet_console() -> None:
     """Silence the messages above, unless `STORYGEN_VERBOSE` is set (`.env` read first)."""
     if verbose():
         return
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)  # the user's own setting wins
     for message, category, module in WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
     for name in {name for name, _ in LOG_RECORDS}:
