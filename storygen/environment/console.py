@@ -1,11 +1,12 @@
-"""A console a user can read: the messages of dependencies that no storygen user can act on are
-silenced here, each by its message and where it comes from, with the reason in a line.
+"""A console a user can read: the dependencies' messages that no storygen user can act on are
+silenced here, each with its reason in a line. Warnings and log records are matched by their
+message and the module or logger that makes them; absl's INFO lines and W&B's closing panel by
+the logger and the setting that print them, which print nothing else a run needs.
 
 What storygen itself caused is fixed where it was caused (the learning-rate schedule that loaded
 bitsandbytes, the loss transformers could not name, the checkpoint saved without `weights_only`,
-the `anonymous` W&B setting); this is what is left. `STORYGEN_VERBOSE=1` shows everything again.
-Every filter is keyed on a message, so a release that words it differently or drops it only
-brings the message back, never an error.
+the `anonymous` W&B setting); this is what is left. A release that words a message differently
+or drops it only brings it back, never an error. `STORYGEN_VERBOSE=1` shows everything again.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class _DropMessages(logging.Filter):
         return not str(record.msg).startswith(self.starts)
 
 
-_filters: dict[str, _DropMessages] = {}
+_filters: dict[str, _DropMessages] = {}  # one per logger, however often setup runs
 
 
 def verbose() -> bool:
