@@ -325,6 +325,7 @@ def test_quickstart_runs_offline_and_the_loss_falls(overrides, tmp_path):
         float, re.search(r"train/loss\s*: first ([\d.]+) -> last ([\d.]+)", output).groups()
     )
     assert last < first - 3.0
+    assert "Training model=gpt2_tiny data=tinystories (experiment=quickstart); run dir " in output
     for label in ("best checkpoint", "CSV metrics", "W&B run dir", "--- story 2 ---"):
         assert label in output
     run_dir = Path(re.search(r"W&B run dir\s*: (\S+)", output).group(1))
