@@ -87,6 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float]:
+    log.info("Training %s; run dir %s", run_choices(), cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
     # Everything cheap first, so a bad option fails before a 7B model is downloaded.
@@ -149,6 +150,20 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
                 logger.log_export(export.model_dir, trainer.checkpoint_callback)
     log.info(summarize_run(trainer, wandb_run_dir(trainer)))
     return record.metrics
+
+
+def run_choices() -> str:
+    """What this run trains, as the config groups chose it: `model=gpt2_tiny data=tinystories
+    (experiment=quickstart)`."""
+    if not HydraConfig.initialized():
+        return "the composed config"
+    choices = HydraConfig.get().runtime.choices
+    chosen = " ".join(
+        f"{group}={choices[group]}" for group in ("model", "data") if choices.get(group)
+    )
+    if choices.get("experiment"):
+        chosen += f" (experiment={choices['experiment']})"
+    return chosen
 
 
 def trial_pruning(cfg: DictConfig) -> list:

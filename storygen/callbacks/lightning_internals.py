@@ -47,8 +47,9 @@ TRAINER_NAMES: tuple[str, ...] = (
 # dotted paths from a CSVLogger: 2.0-2.6.6
 CSV_LOGGER_NAMES: tuple[str, ...] = ("_fs", "_experiment")
 
-# dotted paths from a WandbLogger: 2.0-2.6.6 (the `offline` it was given, kept under this name)
-WANDB_LOGGER_NAMES: tuple[str, ...] = ("_offline",)
+# dotted paths from a WandbLogger: 2.0-2.6.6 (the `offline` it was given, kept under this name;
+# the arguments of its `wandb.init`)
+WANDB_LOGGER_NAMES: tuple[str, ...] = ("_offline", "_wandb_init")
 
 
 def _missing(owner: object, paths: Iterable[str]) -> list[str]:
@@ -118,3 +119,12 @@ def stop_after_this_step(trainer: Trainer) -> None:
 def wandb_logger_is_offline(logger: object) -> bool:
     """Whether a Lightning W&B logger logs offline (it keeps no public flag for it)."""
     return logger._offline
+
+
+def drop_unset_wandb_anonymous(logger: object) -> None:
+    """Lightning passes `anonymous=None` to `wandb.init` when it was not asked for, and newer
+    W&B releases warn that the setting is deprecated whenever it is passed at all (0.31 does;
+    `wandb.init`'s own default is None in the releases before)."""
+    init_arguments = getattr(logger, "_wandb_init", {})  # a missing name: the check says so
+    if "anonymous" in init_arguments and init_arguments["anonymous"] is None:
+        del init_arguments["anonymous"]

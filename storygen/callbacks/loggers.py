@@ -12,6 +12,7 @@ import csv
 import logging
 import os
 import pickle
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from storygen.callbacks.lightning_internals import wandb_logger_is_offline
+from storygen.callbacks.lightning_internals import (
+    drop_unset_wandb_anonymous,
+    wandb_logger_is_offline,
+)
 from storygen.metrics.directions import SUMMARIZED_STAGES, direction
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ class SummarizingWandbLogger(WandbLogger):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        drop_unset_wandb_anonymous(self)
         self._summarized: set[str] = set()
         self._best_path = ""
         global _data_dir_set
@@ -123,11 +128,15 @@ class SummarizingWandbLogger(WandbLogger):
     @rank_zero_only
     def save_configs(self, hydra_dir: Path) -> None:
         """The run's composed config, overrides and Hydra config (`.hydra/*.yaml`) as files of
-        the W&B run, under `.hydra/`, so the run can be composed again from W&B alone."""
-        if hydra_dir.is_dir():
-            self.experiment.save(
-                str(hydra_dir / "*.yaml"), base_path=str(hydra_dir.parent), policy="now"
-            )
+        the W&B run, under `.hydra/`, so the run can be composed again from W&B alone. Copied
+        into the run's files first: W&B warns about every file it links there itself."""
+        if not hydra_dir.is_dir():
+            return
+        files = Path(self.experiment.dir)
+        (files / ".hydra").mkdir(exist_ok=True)
+        for config in hydra_dir.glob("*.yaml"):
+            shutil.copyfile(config, files / ".hydra" / config.name)
+        self.experiment.save(str(files / ".hydra" / "*.yaml"), base_path=str(files), policy="now")
 
     @rank_zero_only
     def log_export(self, directory: Path, checkpoint_callback: ModelCheckpoint | None) -> None:

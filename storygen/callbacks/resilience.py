@@ -45,7 +45,7 @@ def save_last_checkpoint(trainer: Trainer) -> Path:
     path = last_checkpoint_path(trainer)
     if isinstance(trainer.checkpoint_callback, ModelCheckpoint):
         trainer.checkpoint_callback.last_model_path = str(path)
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=False)  # all of it: a resume needs every state
     return path
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from dotenv import find_dotenv, load_dotenv
 from omegaconf import OmegaConf
 
+from storygen.environment.console import quiet_console
 from storygen.environment.devices import (
     default_precision,
     device_of,
@@ -60,8 +61,10 @@ RESOLVERS = {
 
 
 def setup_environment() -> None:
-    """Read `.env` (without overriding the shell) and register storygen's config resolvers."""
+    """Read `.env` (without overriding the shell), silence the dependencies' messages a user
+    cannot act on (unless STORYGEN_VERBOSE is set) and register storygen's config resolvers."""
     load_dotenv(find_dotenv(usecwd=True), override=False)
+    quiet_console()
     for name, resolver in RESOLVERS.items():
         OmegaConf.register_new_resolver(name, resolver, replace=True)
 

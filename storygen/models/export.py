@@ -82,7 +82,7 @@ def staged(directory: Path) -> Iterator[Path]:
         directory.rename(replaced)
     staging.rename(directory)
     shutil.rmtree(replaced, ignore_errors=True)
-    log.info("Exported %s", directory)
+    log.debug("Exported %s", directory)  # the commands that export say where, once
 
 
 def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:

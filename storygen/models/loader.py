@@ -190,6 +190,11 @@ def build_backbone(
                 device,
             )
 
+    # transformers picks the loss from the class name, and GPT2LMHeadModel's names none: it
+    # warns on every run, then uses this same causal-LM loss
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
+
     # Non-reentrant checkpointing: the variant torch recommends, and the one DDP supports.
     checkpointing = {"use_reentrant": False}
     if quantization is not None:

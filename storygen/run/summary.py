@@ -43,6 +43,9 @@ def summarize_run(trainer: Trainer, wandb_run_dir: str | None, stories_shown: in
                 )
     if wandb_run_dir:
         lines.append(f"  W&B run dir     : {wandb_run_dir}")
+        if Path(wandb_run_dir).name.startswith("offline-run-"):
+            output_dir = Path(wandb_run_dir).parents[1]
+            lines.append(f"  upload to W&B   : python -m storygen.sync {output_dir}")
     for key in ("val/loss", "val/rouge1", "test/loss", "test/rouge1", "test/rougeL"):
         value = trainer.callback_metrics.get(key)
         if value is not None and math.isfinite(float(value)):
