@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import IterableDataset
 
+from storygen.data import streams
 from storygen.data.datamodule import StoryDataModule
 from storygen.data.tinystories import SAMPLE_FILES, TinyStoriesCorpus, read_stories_txt
 from storygen.data.writingprompts import SAMPLE_DIR, WritingPromptsCorpus, read_split_files
@@ -144,3 +145,22 @@ def test_a_stream_across_devices_validates_every_n_steps():
         check_streaming_across_devices(ddp(), streaming=True)
     check_streaming_across_devices(ddp(val_check_interval=100), streaming=True)
     check_streaming_across_devices(ddp(), streaming=False)
+
+
+@pytest.mark.parametrize(
+    ("num_proc", "rows", "cores", "expected"),
+    [
+        (None, 300, 16, None),  # the bundled samples, tests and quickstart: this process
+        (None, streams.PARALLEL_ROWS - 1, 16, None),
+        (None, streams.PARALLEL_ROWS, 2, 2),
+        (None, 2_119_719, 16, streams.MAX_PROCESSES),
+        (None, 2_119_719, 1, None),
+        (1, 2_119_719, 16, None),  # datasets would start a pool of one for num_proc=1
+        (4, 300, 2, 4),  # as set
+    ],
+)
+def test_num_proc_defaults_to_the_cores_for_a_large_split(
+    monkeypatch, num_proc, rows, cores, expected
+) -> None:
+    monkeypatch.setattr(streams, "usable_cores", lambda: cores)
+    assert streams.processes(num_proc, rows) == expected
