@@ -183,7 +183,7 @@ class StoryDataModule(LightningDataModule):
             split: map_split(
                 rows,
                 partial(tokenize_stories, tokenizer=self.tokenizer, story_format=self.story_format),
-                "Tokenizing",
+                f"Tokenizing ({split})",
                 num_proc=self.num_proc,
                 remove_columns=columns,
             )
@@ -211,7 +211,7 @@ class StoryDataModule(LightningDataModule):
                     max_length=self.story_format.max_length,
                     whole_stories=self.pack_whole_stories,
                 ),
-                "Packing",
+                "Packing (train)",
                 num_proc=self.num_proc,
             )
         if self.streaming:

@@ -180,7 +180,7 @@ class TinyStoriesCorpus:
             split: map_split(
                 stories,
                 self._split_prompt,
-                "Splitting openings",
+                f"Splitting openings ({split})",
                 num_proc=num_proc,
                 remove_columns=["text"],
             )

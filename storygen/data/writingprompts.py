@@ -245,7 +245,7 @@ class WritingPromptsCorpus:
     ) -> dict[str, Split]:
         raw = stream_train(self._load_raw(streaming, work_dir), streaming)
         return {
-            split: map_split(pairs, self._clean, "Cleaning WritingPrompts", num_proc=num_proc)
+            split: map_split(pairs, self._clean, f"Cleaning ({split})", num_proc=num_proc)
             for split, pairs in raw.items()
         }
 
