@@ -24,6 +24,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -101,6 +102,33 @@ def peak_rss_mb() -> tuple[float, float]:
     return own, child
 
 
+class AnonymousPeak(threading.Thread):
+    """Peak anonymous resident memory (RssAnon: heap, not the memory-mapped Arrow files whose
+    pages the kernel may drop) of this process and of its largest worker, sampled every 0.1 s.
+    ru_maxrss counts mapped file pages too, so it grows with the corpus the splits map."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.own = self.worker = 0.0
+
+    @staticmethod
+    def anon_mb(pid: int | str) -> float:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return 0.0
+        kb = re.search(r"RssAnon:\s+(\d+)", status)
+        return int(kb.group(1)) / 1024 if kb else 0.0
+
+    def run(self) -> None:
+        while True:
+            self.own = max(self.own, self.anon_mb("self"))
+            for children in Path("/proc/self/task").glob("*/children"):
+                for pid in children.read_text().split():
+                    self.worker = max(self.worker, self.anon_mb(pid))
+            time.sleep(0.1)
+
+
 def child(dataset: str, folder: Path, num_proc: int | None) -> dict:
     """Prepare one corpus twice (empty cache, then cached) and encode its texts raw."""
     settings = OmegaConf.load(ROOT / "conf" / "data" / f"{dataset}.yaml")
@@ -127,10 +155,13 @@ def child(dataset: str, folder: Path, num_proc: int | None) -> dict:
         datamodule.setup()
         return datamodule
 
+    anonymous = AnonymousPeak()
+    anonymous.start()
     start = time.perf_counter()
     datamodule = prepared()
     first = time.perf_counter() - start
     rss_first = peak_rss_mb()
+    anon_first = anonymous.own, anonymous.worker
     start = time.perf_counter()
     prepared()
     cached = time.perf_counter() - start
@@ -153,6 +184,8 @@ def child(dataset: str, folder: Path, num_proc: int | None) -> dict:
         "raw": raw,
         "rss": rss_first[0],
         "worker_rss": rss_first[1],
+        "anon": anon_first[0],
+        "worker_anon": anon_first[1],
     }
 
 
@@ -175,7 +208,8 @@ def main() -> None:
 
     print(f"scale {args.scale}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     header = ["dataset", "num_proc", "stories", "first run s", "cached s", "raw encode s",
-              "first / raw", "peak RSS MB (main, worker)"]  # fmt: skip
+              "first / raw", "peak RSS MB (main, worker)",
+              "peak RssAnon MB (main, worker)"]  # fmt: skip
     print(" | ".join(header))
     for dataset in args.datasets:
         with tempfile.TemporaryDirectory() as tmp:
@@ -191,7 +225,8 @@ def main() -> None:
                     f"{dataset} | {num_proc} ({result['num_proc']}) | {result['stories']:,} | "
                     f"{result['first']:.1f} | {result['cached']:.2f} | {result['raw']:.1f} | "
                     f"{result['first'] / result['raw']:.2f} | "
-                    f"{result['rss']:,.0f}, {result['worker_rss']:,.0f}",
+                    f"{result['rss']:,.0f}, {result['worker_rss']:,.0f} | "
+                    f"{result['anon']:,.0f}, {result['worker_anon']:,.0f}",
                     flush=True,
                 )
 
