@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from storygen.data import streams
 from storygen.data.datamodule import StoryDataModule
 from storygen.data.tinystories import SAMPLE_FILES, TinyStoriesCorpus, read_stories_txt
 from storygen.data.writingprompts import SAMPLE_DIR, WritingPromptsCorpus, read_lines
@@ -178,7 +179,11 @@ def child(dataset: str, folder: Path, num_proc: int | None) -> dict:
             raw += time.perf_counter() - start
     return {
         "stories": sum(len(split) for split in datamodule.stories.values()),
-        "num_proc": datamodule.num_proc,
+        # train's processes (an older storygen, run for a before/after, lacks the function)
+        "num_proc": getattr(streams, "processes", lambda n, _: n)(
+            num_proc, len(datamodule.stories["train"])
+        )
+        or 1,
         "first": first,
         "cached": cached,
         "raw": raw,
