@@ -181,7 +181,7 @@ def child(dataset: str, folder: Path, num_proc: int | None) -> dict:
         "stories": sum(len(split) for split in datamodule.stories.values()),
         # train's processes (an older storygen, run for a before/after, lacks the function)
         "num_proc": getattr(streams, "processes", lambda n, _: n)(
-            num_proc, len(datamodule.stories["train"])
+            num_proc, datamodule.stories["train"].data.nbytes
         )
         or 1,
         "first": first,

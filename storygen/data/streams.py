@@ -84,13 +84,15 @@ def string_dataset(
     return Dataset.from_file(str(path))
 
 
-# Below this many rows a split is mapped in this process when data.num_proc is null. Starting
-# the workers costs ~0.2 s per map (fork and a manager process, measured with a one-line
-# function on the 2-core machine; more from a process holding a model), while a second process
-# saves at most ~0.15 ms a story (half of splitting and tokenizing's ~0.35 ms, idle): even at
-# 2,000 rows it could not pay. 10,000 keeps a margin; the bundled samples, tests and quickstart
-# (hundreds of rows) stay in one process.
-PARALLEL_ROWS = 10_000
+# Below this many bytes of Arrow data a split is mapped in this process when data.num_proc is
+# null. Starting the workers costs ~0.2 s per map (fork and a manager process, measured with a
+# one-line function on the 2-core machine; more from a process holding a model), while a second
+# process saves at most ~0.15 ms per TinyStories story of ~1 KB (half of splitting and
+# tokenizing's ~0.35 ms, idle) and more per byte of WritingPrompts (cleaning costs ~8x its raw
+# encode). Counted in bytes, not rows, since WritingPrompts' stories are 4x TinyStories'. 4 MB
+# (~4,000 TinyStories stories, ~2 s of work) keeps a margin; the bundled samples (~200 KB),
+# the tests and the quickstart stay in one process.
+PARALLEL_BYTES = 4_000_000
 MAX_PROCESSES = 8  # past this, reading and writing the Arrow files limits more than the CPUs
 
 
@@ -101,13 +103,13 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def processes(num_proc: int | None, rows: int) -> int | None:
-    """`datasets.map`'s num_proc for a split of `rows` rows: data.num_proc as set, or where it is
-    null the cores this process may use (at most MAX_PROCESSES) for a large split. 1 becomes
+def processes(num_proc: int | None, size: int) -> int | None:
+    """`datasets.map`'s num_proc for a split of `size` bytes: data.num_proc as set, or where it
+    is null the cores this process may use (at most MAX_PROCESSES) for a large split. 1 becomes
     None: datasets starts a pool of one worker for num_proc=1, and only None maps in this
     process (with the fast tokenizer's own threads)."""
     if num_proc is None:
-        num_proc = min(usable_cores(), MAX_PROCESSES) if rows >= PARALLEL_ROWS else 1
+        num_proc = min(usable_cores(), MAX_PROCESSES) if size >= PARALLEL_BYTES else 1
     return num_proc if num_proc > 1 else None
 
 
@@ -119,7 +121,11 @@ def map_split(
     if isinstance(split, IterableDataset):
         return split.map(function, batched=True, **options)
     return split.map(
-        function, batched=True, desc=desc, num_proc=processes(num_proc, len(split)), **options
+        function,
+        batched=True,
+        desc=desc,
+        num_proc=processes(num_proc, split.data.nbytes),
+        **options,
     )
 
 

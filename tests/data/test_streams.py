@@ -148,19 +148,26 @@ def test_a_stream_across_devices_validates_every_n_steps():
 
 
 @pytest.mark.parametrize(
-    ("num_proc", "rows", "cores", "expected"),
+    ("num_proc", "size", "cores", "expected"),
     [
-        (None, 300, 16, None),  # the bundled samples, tests and quickstart: this process
-        (None, streams.PARALLEL_ROWS - 1, 16, None),
-        (None, streams.PARALLEL_ROWS, 2, 2),
-        (None, 2_119_719, 16, streams.MAX_PROCESSES),
-        (None, 2_119_719, 1, None),
-        (1, 2_119_719, 16, None),  # datasets would start a pool of one for num_proc=1
+        (None, 200_000, 16, None),  # the bundled samples, tests and quickstart: this process
+        (None, streams.PARALLEL_BYTES - 1, 16, None),
+        (None, streams.PARALLEL_BYTES, 2, 2),
+        (None, 2 * 10**9, 16, streams.MAX_PROCESSES),
+        (None, 2 * 10**9, 1, None),
+        (1, 2 * 10**9, 16, None),  # datasets would start a pool of one for num_proc=1
         (4, 300, 2, 4),  # as set
     ],
 )
 def test_num_proc_defaults_to_the_cores_for_a_large_split(
-    monkeypatch, num_proc, rows, cores, expected
+    monkeypatch, num_proc, size, cores, expected
 ) -> None:
     monkeypatch.setattr(streams, "usable_cores", lambda: cores)
-    assert streams.processes(num_proc, rows) == expected
+    assert streams.processes(num_proc, size) == expected
+
+
+def test_the_bundled_samples_are_prepared_in_this_process(monkeypatch) -> None:
+    monkeypatch.setattr(streams, "usable_cores", lambda: 16)
+    for corpus in (TinyStoriesCorpus(source="sample"), WritingPromptsCorpus(source="sample")):
+        for rows in corpus.load().values():
+            assert streams.processes(None, rows.data.nbytes) is None
