@@ -96,27 +96,32 @@ def cache_key(corpus: object, source_files: list[Path], *parts: object) -> str:
     )
 
 
-def load_or_prepare(cache_dir: Path | None, key: str, prepare: Callable[[], dict]) -> dict:
+def load_or_prepare(cache_dir: Path, key: str, prepare: Callable[[Path], dict]) -> dict:
     """Load the named DatasetDicts (and the `stats` dict, as JSON) saved under
     `cache_dir/key`, or prepare and save them.
 
-    Saving goes to a temporary folder renamed into place, so an interrupted run never leaves
-    a half-written cache behind.
+    `prepare` gets a scratch folder for the Arrow files of its intermediate steps (memory-
+    mapped, so a full corpus is never held in RAM), removed once the result is saved. Saving
+    goes to a temporary folder renamed into place, so an interrupted run never leaves a
+    half-written cache behind.
     """
-    if cache_dir is None:
-        return prepare()
     target = cache_dir / key
     if target.is_dir():
         log.info("Loading prepared data from %s", target)
         return _load(target)
-    prepared = prepare()
-    staging = cache_dir / f".{key}.{uuid.uuid4().hex}.tmp"
-    staging.mkdir(parents=True)
-    for name, datasets in prepared.items():
-        if name == "stats":
-            (staging / STATS_FILE).write_text(json.dumps(datasets))
-        else:
-            datasets.save_to_disk(str(staging / name))
+    run = uuid.uuid4().hex
+    work_dir, staging = cache_dir / f".{key}.{run}.work", cache_dir / f".{key}.{run}.tmp"
+    try:
+        prepared = prepare(work_dir)
+        staging.mkdir(parents=True)
+        for name, datasets in prepared.items():
+            if name == "stats":
+                (staging / STATS_FILE).write_text(json.dumps(datasets))
+            else:
+                datasets.save_to_disk(str(staging / name))
+        del prepared  # its memory maps point into work_dir
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
     try:
         staging.rename(target)
     except OSError:  # another run finished first; its copy is identical

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset
 from datasets.distributed import split_dataset_by_node
@@ -50,10 +52,13 @@ def preparing_code(corpus: StoryCorpus) -> list:
 
 
 class StoryCorpus(Protocol):
-    def load(self, streaming: bool = False, num_proc: int | None = None) -> dict[str, Split]:
+    def load(
+        self, streaming: bool = False, num_proc: int | None = None, work_dir: Path | None = None
+    ) -> dict[str, Split]:
         """Splits train/validation/test with string columns `prompt` and `story`; with
         `streaming`, train is an IterableDataset read as training goes. `num_proc` processes
-        clean or split the stories."""
+        clean or split the stories (None: chosen by streams.processes). Local files are read
+        into Arrow files under `work_dir` (None: into memory)."""
 
     def source_files(self) -> list[Path]:
         """Local files the corpus reads (none for the hub), so edits invalidate the cache."""
@@ -126,13 +131,16 @@ class StoryDataModule(LightningDataModule):
         """tokenized stories per split, before packing"""
         self.stories: dict[str, Split] | None = None
         self.tokenized: dict[str, Split] | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None
+        """holds the Arrow files of splits prepared without the cache, while they are in use"""
 
     def setup(self, stage: str | None = None) -> None:
         if self.tokenized is not None:
             return
-        if self.streaming:
+        if self.streaming or self.cache_dir is None:
             # A stream cannot be cached; its evaluation splits are small enough to redo.
-            prepared = self._prepare()
+            self._scratch = tempfile.TemporaryDirectory(prefix="storygen-prepared-")
+            prepared = self._prepare(Path(self._scratch.name))
         else:
             prepared = load_or_prepare(self.cache_dir, self.cache_key(), self._prepare)
         self.stories, self.tokenized = prepared["stories"], prepared["tokenized"]
@@ -164,8 +172,10 @@ class StoryDataModule(LightningDataModule):
             library_versions(),
         )
 
-    def _prepare(self) -> dict[str, dict[str, Split]]:
-        stories = self.corpus.load(streaming=self.streaming, num_proc=self.num_proc)
+    def _prepare(self, work_dir: Path) -> dict[str, dict[str, Split]]:
+        stories = self.corpus.load(
+            streaming=self.streaming, num_proc=self.num_proc, work_dir=work_dir
+        )
         for split in SPLITS:
             stories[split] = self._limit(split, stories[split])
         columns = stories["validation"].column_names
@@ -173,7 +183,7 @@ class StoryDataModule(LightningDataModule):
             split: map_split(
                 rows,
                 partial(tokenize_stories, tokenizer=self.tokenizer, story_format=self.story_format),
-                "Tokenizing",
+                f"Tokenizing ({split})",
                 num_proc=self.num_proc,
                 remove_columns=columns,
             )
@@ -184,7 +194,11 @@ class StoryDataModule(LightningDataModule):
         # counted before packing: the warning speaks of stories, not packed rows
         counted = {split: rows for split, rows in tokenized.items() if isinstance(rows, Dataset)}
         stats = {
-            "truncated": {split: sum(rows["truncated"]) for split, rows in counted.items()},
+            # summed in Arrow: a column of millions of rows is never a Python list
+            "truncated": {
+                split: pc.sum(rows.with_format("arrow")[:]["truncated"]).as_py() or 0
+                for split, rows in counted.items()
+            },
             "examples": {split: len(rows) for split, rows in counted.items()},
         }
         tokenized = {split: rows.remove_columns("truncated") for split, rows in tokenized.items()}
@@ -197,7 +211,7 @@ class StoryDataModule(LightningDataModule):
                     max_length=self.story_format.max_length,
                     whole_stories=self.pack_whole_stories,
                 ),
-                "Packing",
+                "Packing (train)",
                 num_proc=self.num_proc,
             )
         if self.streaming:
@@ -274,7 +288,8 @@ class StoryDataModule(LightningDataModule):
             return self._loader(stream, loader=StreamLoader, batch_size=self.batch_size)
         sampler = EpochShuffleSampler(len(train), seed=self.seed)
         if self.group_by_length:
-            lengths = [len(ids) for ids in train["input_ids"]]
+            ids = train.with_format("arrow")[:]["input_ids"]  # lengths without the ids in Python
+            lengths = pc.list_value_length(ids).to_numpy().tolist()
             batches = LengthGroupedBatchSampler(sampler, self.batch_size, lengths=lengths)
             return self._loader(train, batch_sampler=batches)
         return self._loader(train, batch_size=self.batch_size, sampler=sampler)

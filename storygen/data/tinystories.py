@@ -8,12 +8,11 @@ no test split, so one is carved from validation, deterministically.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
-from datasets import Dataset, concatenate_datasets, load_dataset
+from datasets import Dataset, load_dataset
 
 from storygen.data.cache import resolve_hub_revision
 from storygen.data.sentences import split_opening
@@ -22,6 +21,7 @@ from storygen.data.streams import (
     load_hub_splits,
     map_split,
     stream_train,
+    string_dataset,
     without_blanks,
 )
 from storygen.errors import StorygenError
@@ -79,16 +79,6 @@ def tidy(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().split("\n"))
 
 
-def stories_dataset(stories: Iterable[str], chunk_size: int = 10_000) -> Dataset:
-    """A `text` Dataset built a chunk at a time: the Python strings of a multi-GB file never
-    all sit in memory next to their Arrow copy."""
-    stories = iter(stories)
-    chunks = []
-    while chunk := list(islice(stories, chunk_size)):
-        chunks.append(Dataset.from_dict({"text": chunk}))
-    return concatenate_datasets(chunks) if chunks else Dataset.from_dict({"text": []})
-
-
 def check_text_file(path: Path) -> None:
     """Fail at config time, naming the file, when it is missing or in a format we do not read."""
     if not path.is_file():
@@ -100,15 +90,17 @@ def check_text_file(path: Path) -> None:
         )
 
 
-def load_text_file(path: Path) -> Dataset:
-    """One local file in any format TinyStories is shipped in, as a Dataset with `text`."""
+def load_text_file(path: Path, work_dir: Path | None = None) -> Dataset:
+    """One local file in any format TinyStories is shipped in, as a Dataset with `text`,
+    written as Arrow under `work_dir` (memory-mapped) where one is given."""
     check_text_file(path)
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        return stories_dataset(iter_stories_txt(path))
+        return string_dataset(((story,) for story in iter_stories_txt(path)), ["text"], work_dir)
     builder = "parquet" if suffix == ".parquet" else "json"
+    cache_dir = None if work_dir is None else str(work_dir)
     try:
-        dataset = load_dataset(builder, data_files=str(path), split="train")
+        dataset = load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir)
     except Exception as exc:  # datasets raises several types for a malformed file
         raise StorygenError(
             f"{path} could not be read as {builder}: {_reason(exc)}; repair or re-export it "
@@ -178,22 +170,24 @@ class TinyStoriesCorpus:
             return list(SAMPLE_FILES.values())
         return [Path(self.train_file), Path(self.validation_file)]
 
-    def load(self, streaming: bool = False, num_proc: int | None = None) -> dict[str, Split]:
-        raw = stream_train(self._load_text(streaming), streaming)
+    def load(
+        self, streaming: bool = False, num_proc: int | None = None, work_dir: Path | None = None
+    ) -> dict[str, Split]:
+        raw = stream_train(self._load_text(streaming, work_dir), streaming)
         held_out = raw["validation"].train_test_split(test_size=self.test_size, seed=self.seed)
         splits = {"train": raw["train"], "validation": held_out["train"], "test": held_out["test"]}
         return {
             split: map_split(
                 stories,
                 self._split_prompt,
-                "Splitting openings",
+                f"Splitting openings ({split})",
                 num_proc=num_proc,
                 remove_columns=["text"],
             )
             for split, stories in splits.items()
         }
 
-    def _load_text(self, streaming: bool) -> dict[str, Split]:
+    def _load_text(self, streaming: bool, work_dir: Path | None) -> dict[str, Split]:
         if self.source == "hub":
             names = {"train": "train", "validation": "validation"}
             splits = load_hub_splits(self.hub_id, names, streaming, self.revision)
@@ -209,7 +203,7 @@ class TinyStoriesCorpus:
             else {"train": Path(self.train_file), "validation": Path(self.validation_file)}
         )
         return {
-            split: without_blanks(load_text_file(Path(path)), ["text"], str(path))
+            split: without_blanks(load_text_file(Path(path), work_dir), ["text"], str(path))
             for split, path in files.items()
         }
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import zip_longest
 from pathlib import Path
 
 from datasets import Dataset
@@ -23,6 +25,7 @@ from storygen.data.streams import (
     load_hub_splits,
     map_split,
     stream_train,
+    string_dataset,
     without_blanks,
 )
 from storygen.errors import StorygenError
@@ -132,41 +135,67 @@ def _cut_after_words(text: str, max_words: int) -> str:
 
 
 def read_lines(path: Path) -> list[str]:
+    return list(iter_lines(path))
+
+
+def check_split_file(path: Path) -> None:
     if not path.is_file():
         raise StorygenError(
             f"split file {path} does not exist; a WritingPrompts data_dir holds "
             "{train,valid,test}.wp_source and .wp_target."
         )
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as exc:
-        raise StorygenError(
-            f"{path} is not UTF-8 text (byte {exc.start}); re-encode it as UTF-8."
-        ) from None
-    # Prompts and stories pair up by "\n" alone. str.splitlines() would also break at \r,
-    # form feeds, \x1c-\x1e, \x85, \u2028 and \u2029, which Reddit text holds.
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
 
 
-def read_split_files(data_dir: Path, split_name: str) -> Dataset:
-    """Aligned prompt/story lines; blank pairs are skipped and counted, misalignment refused."""
+def iter_lines(path: Path) -> Iterator[str]:
+    """The lines of a split file, read one at a time (train's stories are ~1 GB).
+
+    Prompts and stories pair up by "\n" alone. str.splitlines() (and text-mode files) would
+    also break at \r, form feeds, \x1c-\x1e, \x85, \u2028 and \u2029, which Reddit text holds.
+    """
+    check_split_file(path)
+    offset = 0
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise StorygenError(
+                    f"{path} is not UTF-8 text (byte {offset + exc.start}); re-encode it as UTF-8."
+                ) from None
+            offset += len(raw)
+            yield line.removesuffix("\n").removesuffix("\r")
+
+
+def read_split_files(data_dir: Path, split_name: str, work_dir: Path | None = None) -> Dataset:
+    """Aligned prompt/story lines (as Arrow under `work_dir` where one is given); blank pairs
+    are skipped and counted, misalignment refused."""
     source = data_dir / f"{split_name}.wp_source"
     target = data_dir / f"{split_name}.wp_target"
-    prompts, stories = read_lines(source), read_lines(target)
-    if len(prompts) != len(stories):
+    counts = {"prompts": 0, "stories": 0, "skipped": 0}
+
+    def pairs() -> Iterator[tuple[str, str]]:
+        for prompt, story in zip_longest(iter_lines(source), iter_lines(target)):
+            counts["prompts"] += prompt is not None
+            counts["stories"] += story is not None
+            if prompt and story and prompt.strip() and story.strip():
+                yield prompt, story
+            else:
+                counts["skipped"] += 1
+
+    check_split_file(source)
+    check_split_file(target)
+    dataset = string_dataset(pairs(), ["prompt", "story"], work_dir)
+    if counts["prompts"] != counts["stories"]:
         raise StorygenError(
-            f"{source} has {len(prompts):,} lines but {target} has {len(stories):,}; prompts and "
-            "stories pair up by line number, so the files must have the same number of lines."
+            f"{source} has {counts['prompts']:,} lines but {target} has {counts['stories']:,}; "
+            "prompts and stories pair up by line number, so the files must have the same "
+            "number of lines."
         )
-    pairs = [(p, s) for p, s in zip(prompts, stories) if p.strip() and s.strip()]
-    skipped = len(prompts) - len(pairs)
-    if skipped:
-        log.warning("Skipped %d blank prompt/story pairs in %s / %s", skipped, source, target)
-    return Dataset.from_dict({"prompt": [p for p, _ in pairs], "story": [s for _, s in pairs]})
+    if counts["skipped"]:
+        log.warning(
+            "Skipped %d blank prompt/story pairs in %s / %s", counts["skipped"], source, target
+        )
+    return dataset
 
 
 @dataclass(frozen=True)
@@ -211,13 +240,16 @@ class WritingPromptsCorpus:
             if (data_dir / f"{name}.{suffix}").is_file()
         ]
 
-    def load(self, streaming: bool = False, num_proc: int | None = None) -> dict[str, Split]:
+    def load(
+        self, streaming: bool = False, num_proc: int | None = None, work_dir: Path | None = None
+    ) -> dict[str, Split]:
+        raw = stream_train(self._load_raw(streaming, work_dir), streaming)
         return {
-            split: map_split(pairs, self._clean, "Cleaning WritingPrompts", num_proc=num_proc)
-            for split, pairs in stream_train(self._load_raw(streaming), streaming).items()
+            split: map_split(pairs, self._clean, f"Cleaning ({split})", num_proc=num_proc)
+            for split, pairs in raw.items()
         }
 
-    def _load_raw(self, streaming: bool) -> dict[str, Split]:
+    def _load_raw(self, streaming: bool, work_dir: Path | None) -> dict[str, Split]:
         if self.source == "hub":
             names = {"train": "train", "validation": "validation", "test": "test"}
             splits = load_hub_splits(self.hub_id, names, streaming, self.revision)
@@ -227,7 +259,9 @@ class WritingPromptsCorpus:
                 for split, rows in splits.items()
             }
         data_dir = SAMPLE_DIR if self.source == "sample" else Path(self.data_dir)
-        return {split: read_split_files(data_dir, name) for split, name in FILE_SPLITS.items()}
+        return {
+            split: read_split_files(data_dir, name, work_dir) for split, name in FILE_SPLITS.items()
+        }
 
     def _clean(self, batch: dict[str, list[str]]) -> dict[str, list[str]]:
         tags = [split_tag(prompt)[0] for prompt in batch["prompt"]]

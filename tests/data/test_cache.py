@@ -164,6 +164,30 @@ def test_a_cached_run_gives_the_tokens_of_an_uncached_run(tmp_path, corpus_files
             assert datamodule.truncated == uncached.truncated
 
 
+@pytest.mark.parametrize("dataset", ["tinystories", "writingprompts"])
+def test_prepared_splits_are_memory_mapped_and_their_scratch_files_removed(tmp_path, dataset):
+    """A full corpus must not sit in RAM: read, cleaned and tokenized splits are Arrow files
+    on disk, the intermediate ones under a scratch folder that is gone once the result is
+    saved."""
+    corpus = (
+        TinyStoriesCorpus(source="sample")
+        if dataset == "tinystories"
+        else WritingPromptsCorpus(source="sample")
+    )
+    read = corpus.load(work_dir=tmp_path / "work")
+    for rows in read.values():
+        assert rows.cache_files
+        assert all(f["filename"].startswith(str(tmp_path / "work")) for f in rows.cache_files)
+    cache = tmp_path / "cache"
+    datamodule = StoryDataModule(corpus, TOKENIZER, cache_dir=str(cache))
+    datamodule.setup()
+    assert [path.name for path in cache.iterdir()] == [datamodule.cache_key()]
+    for prepared in (datamodule.stories, datamodule.tokenized):
+        for rows in prepared.values():
+            assert rows.cache_files
+            assert all(f["filename"].startswith(str(cache)) for f in rows.cache_files)
+
+
 def test_the_real_mistral_tokenizer_gives_the_same_key_each_time_it_is_built() -> None:
     """Built from a temporary folder whose name differs per build: a key hashing that name
     would never let the next run read the cache."""
@@ -221,7 +245,7 @@ class ResearchCorpus:
     def hub_revision(self):
         return None
 
-    def load(self, streaming=False, num_proc=None):
+    def load(self, streaming=False, num_proc=None, work_dir=None):
         rows = {"prompt": ["A fox.", "A cat."], "story": [" It ran.  ", " It sat.  "]}
         rows["story"] = [clean_story(story) for story in rows["story"]]
         return {split: Dataset.from_dict(rows) for split in ("train", "validation", "test")}
@@ -280,7 +304,7 @@ def storygen_code_run_by(function) -> set[tuple[str, str]]:
     [TinyStoriesCorpus(source="sample"), WritingPromptsCorpus(source="sample")],
     ids=["tinystories", "writingprompts"],
 )
-def test_every_line_of_code_that_prepares_the_data_is_in_the_key(corpus) -> None:
+def test_every_line_of_code_that_prepares_the_data_is_in_the_key(corpus, tmp_path) -> None:
     """A new helper module or datamodule step joins the key, or this test names it."""
     datamodule = StoryDataModule(corpus, TOKENIZER, packing=True, max_length=128)
     keyed_files, keyed_functions = set(), set()
@@ -289,7 +313,7 @@ def test_every_line_of_code_that_prepares_the_data_is_in_the_key(corpus) -> None
             keyed_files.add(inspect.getsourcefile(code))
         else:
             keyed_functions.add(code.__qualname__)
-    run = storygen_code_run_by(datamodule._prepare)
+    run = storygen_code_run_by(lambda: datamodule._prepare(tmp_path))
     assert any(file.endswith("formatting.py") for file, _ in run)
     unkeyed = {
         (Path(file).name, name)

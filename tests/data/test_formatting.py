@@ -10,7 +10,14 @@ import torch
 from transformers import GPT2TokenizerFast
 
 from storygen.data.collate import PromptMaskingCollator
-from storygen.data.formatting import StoryFormat, bos_prefix, tokenize_stories
+from storygen.data.formatting import (
+    NO_EXTRAS,
+    StoryFormat,
+    bos_prefix,
+    prompt_tokens,
+    tokenize_stories,
+)
+from storygen.data.writingprompts import WritingPromptsCorpus
 from storygen.models.generation import encode_prompts
 from storygen.models.loader import (
     build_offline_gpt2_tokenizer,
@@ -160,3 +167,28 @@ def test_a_model_pretrained_with_bos_keeps_it_in_training_and_generation() -> No
     assert encoded["input_ids"][0].tolist()[-len(prompt) - 1 :] == [BOS, *prompt]  # left-padded
     assert encoded["input_ids"][1, 0] == BOS and encoded["attention_mask"][0, 0] == 0
     assert encode_prompts(TOKENIZER, ["A cat."])["input_ids"][0].tolist() == prompt
+
+
+def offsets_count(tokenizer, text: str, prompt_end: int) -> int:
+    """The definition: tokens whose character offsets end inside the prompt."""
+    offsets = tokenizer(text, return_offsets_mapping=True, **NO_EXTRAS)["offset_mapping"]
+    return sum(1 for _, end in offsets if end <= prompt_end)
+
+
+@pytest.mark.parametrize("tokenizer", [TOKENIZER, MISTRAL], ids=["gpt2", "mistral"])
+def test_prompt_tokens_count_what_the_offsets_count(tokenizer) -> None:
+    stories = WritingPromptsCorpus(source="sample").load()["train"].select(range(40))
+    pairs = [(f"Prompt: {row['prompt']}\nStory:\n", row["story"]) for row in stories]
+    pairs += [
+        ("Prompt: A cat.\nStory:\n", ""),  # no story
+        ("Prompt: A cat.\nStory: ", "It sat."),  # the story's first token starts in the prompt
+        ("Prompt: A cat.", "It sat."),  # a word spanning the boundary
+        ("Prompt: snow ☃", "☃ melts 🐈🐈."),  # characters split over byte-level tokens
+        ("Prompt: 🐈", "🐈"),
+        ("", "Only a story."),
+        ("Prompt:   ", "   spaces."),
+    ]
+    encoded = tokenizer([p + s for p, s in pairs], **NO_EXTRAS)
+    for (prompt, story), encoding in zip(pairs, encoded.encodings):
+        expected = offsets_count(tokenizer, prompt + story, len(prompt))
+        assert prompt_tokens(encoding, len(prompt)) == expected, (prompt, story)

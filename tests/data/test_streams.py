@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import IterableDataset
 
+from storygen.data import streams
 from storygen.data.datamodule import StoryDataModule
 from storygen.data.tinystories import SAMPLE_FILES, TinyStoriesCorpus, read_stories_txt
 from storygen.data.writingprompts import SAMPLE_DIR, WritingPromptsCorpus, read_split_files
@@ -144,3 +145,29 @@ def test_a_stream_across_devices_validates_every_n_steps():
         check_streaming_across_devices(ddp(), streaming=True)
     check_streaming_across_devices(ddp(val_check_interval=100), streaming=True)
     check_streaming_across_devices(ddp(), streaming=False)
+
+
+@pytest.mark.parametrize(
+    ("num_proc", "size", "cores", "expected"),
+    [
+        (None, 200_000, 16, None),  # the bundled samples, tests and quickstart: this process
+        (None, streams.PARALLEL_BYTES - 1, 16, None),
+        (None, streams.PARALLEL_BYTES, 2, 2),
+        (None, 2 * 10**9, 16, streams.MAX_PROCESSES),
+        (None, 2 * 10**9, 1, None),
+        (1, 2 * 10**9, 16, None),  # datasets would start a pool of one for num_proc=1
+        (4, 300, 2, 4),  # as set
+    ],
+)
+def test_num_proc_defaults_to_the_cores_for_a_large_split(
+    monkeypatch, num_proc, size, cores, expected
+) -> None:
+    monkeypatch.setattr(streams, "usable_cores", lambda: cores)
+    assert streams.processes(num_proc, size) == expected
+
+
+def test_the_bundled_samples_are_prepared_in_this_process(monkeypatch) -> None:
+    monkeypatch.setattr(streams, "usable_cores", lambda: 16)
+    for corpus in (TinyStoriesCorpus(source="sample"), WritingPromptsCorpus(source="sample")):
+        for rows in corpus.load().values():
+            assert streams.processes(None, rows.data.nbytes) is None

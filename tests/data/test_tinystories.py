@@ -8,12 +8,12 @@ import pytest
 from datasets import Dataset
 
 from storygen.data.sentences import split_opening
+from storygen.data.streams import string_dataset
 from storygen.data.tinystories import (
     SAMPLE_FILES,
     TinyStoriesCorpus,
     iter_stories_txt,
     read_stories_txt,
-    stories_dataset,
 )
 from storygen.errors import StorygenError
 
@@ -80,7 +80,8 @@ def test_a_large_txt_file_is_read_in_chunks_with_its_blank_stories_counted(tmp_p
     path = tmp_path / "train.txt"
     blank = "  \n<|endoftext|>\n"  # after every odd story
     path.write_text("".join(f"Story {i}.\n<|endoftext|>\n" + blank * (i % 2) for i in range(7)))
-    assert stories_dataset(iter_stories_txt(path), chunk_size=2)["text"][:3] == [
+    rows = ((story,) for story in iter_stories_txt(path))
+    assert string_dataset(rows, ["text"], tmp_path / "work", chunk_size=2)["text"][:3] == [
         "Story 0.",
         "Story 1.",
         "",
