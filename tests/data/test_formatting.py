@@ -14,6 +14,7 @@ from storygen.data.formatting import (
     NO_EXTRAS,
     StoryFormat,
     bos_prefix,
+    encode_ids,
     prompt_tokens,
     tokenize_stories,
 )
@@ -192,3 +193,18 @@ def test_prompt_tokens_count_what_the_offsets_count(tokenizer) -> None:
     for (prompt, story), encoding in zip(pairs, encoded.encodings):
         expected = offsets_count(tokenizer, prompt + story, len(prompt))
         assert prompt_tokens(encoding, len(prompt)) == expected, (prompt, story)
+
+
+@pytest.mark.parametrize(
+    "tokenizer", [TOKENIZER, BOS_TOKENIZER, MISTRAL], ids=["gpt2", "gpt2-bos", "mistral"]
+)
+def test_encode_ids_gives_the_ids_a_plain_call_gives(tokenizer) -> None:
+    """The fast path learned prompts take, against the tokenizer's own batched call."""
+    from storygen.data.tinystories import TinyStoriesCorpus
+
+    stories = TinyStoriesCorpus(source="sample").load()["train"].select(range(200))
+    pairs = WritingPromptsCorpus(source="sample").load()["train"].select(range(40))
+    texts = [row["prompt"] + row["story"] for row in stories]
+    texts += [f"Prompt: {row['prompt']}\nStory:\n{row['story']}" for row in pairs]
+    texts += ["", " ", "  leading spaces", "snow ☃ melts 🐈🐈.", "line\n\nbreaks\n", "<s> </s>"]
+    assert encode_ids(tokenizer, texts) == tokenizer(texts, **NO_EXTRAS)["input_ids"]
