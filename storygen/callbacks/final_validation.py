@@ -15,7 +15,8 @@ class FinalValidation(Callback):
     (as after EarlyStopping), in the same batch, and only once if the interval lands there
     too. The fit ends at that batch anyway, so nothing else changes; a resumed run reaches the
     same last batch and does the same. Lightning honours a stop only once `min_epochs` epochs
-    have ended (conf/trainer/default.yaml leaves it unset); storygen.run.plan counts these."""
+    have ended (conf/trainer/default.yaml leaves it unset); storygen.run.plan counts these.
+    Read from Lightning 2.5.0 and 2.6.6 (`_TrainingEpochLoop._should_check_val_fx`)."""
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int

@@ -33,7 +33,8 @@ class TrainingPlan:
     batches_per_epoch: int | None
     epochs: int | None
     """epochs begun (the last one may stop at max_steps)"""
-    optimizer_steps: int
+    optimizer_steps: int | None
+    """None: no limit (max_epochs=-1 without max_steps, e.g. stopped by max_time)"""
     validations: int | None
 
     def line(self) -> str:
@@ -44,12 +45,13 @@ class TrainingPlan:
         return (
             f"Plan: {stories} stories, {count(self.tokens_per_epoch)} tokens per epoch; "
             f"{count(self.batches_per_epoch)} batches per epoch x {count(self.epochs)} epochs "
-            f"= {self.optimizer_steps:,} optimizer steps; {count(self.validations)} validations"
+            f"= {count(self.optimizer_steps)} optimizer steps; {count(self.validations)} "
+            "validations"
         )
 
     @property
     def large(self) -> bool:
-        return self.optimizer_steps > LARGE_RUN_STEPS
+        return self.optimizer_steps is not None and self.optimizer_steps > LARGE_RUN_STEPS
 
     def warning(self) -> str:
         return (
@@ -85,14 +87,16 @@ def plan_training(
     max_steps = trainer.max_steps if trainer.max_steps > 0 else None
     max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
     if train_size is None:  # a stream: its length is known once it ends
-        return TrainingPlan(None, None, None, None, max_steps or 0, None)
+        return TrainingPlan(None, None, None, None, max_steps, None)
     stories, rows, tokens_per_epoch = train_size
     batches = batches_per_epoch(rows, batch_size, trainer.world_size, trainer.limit_train_batches)
     check_val_interval(trainer.val_check_interval, trainer.check_val_every_n_epoch, batches)
     steps_per_epoch = math.ceil(batches / accumulate)
     steps = min(
         max_steps or math.inf, (max_epochs or math.inf) * steps_per_epoch
-    )  # one of them is set: Lightning gives max_epochs 1000 when neither is
+    )  # Lightning gives max_epochs 1000 when neither is set; max_epochs=-1 alone has no end
+    if steps == math.inf:
+        return TrainingPlan(stories, tokens_per_epoch, batches, None, None, None)
     epochs = math.ceil(steps / steps_per_epoch)
     # batches of the last epoch: max_steps may stop it after its r-th step
     last_steps = steps - (epochs - 1) * steps_per_epoch
