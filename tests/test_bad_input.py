@@ -186,7 +186,7 @@ REFUSED_AT_ONCE = {
     # issue 29: every count, size, interval and rate, from one table (run/checks.py)
     "max-length-not-a-number": (
         ["data.max_length=long"],
-        "error: data.max_length='long' is not a number; set data.max_length=<number>",
+        "error: data.max_length='long' must be at least 2 tokens, a whole number (e.g. 512).",
     ),
     "eval-batch-size-zero": (
         ["data.eval_batch_size=0"],

@@ -200,8 +200,6 @@ class Range:
         return f"{kind} {low}{high}{' (or null)' if self.optional else ''}"
 
 
-COUNT = Range(1)
-SIZE = Range(0)
 # the sampling settings of generation, wherever a command generates (conf/generation/)
 GENERATION_RANGES = {
     "max_new_tokens": Range(1, optional=True, example="200"),
@@ -212,10 +210,11 @@ GENERATION_RANGES = {
 }
 # Every count, size and rate a training run takes, checked before anything is built.
 # trainer.val_check_interval and limit_*_batches take a count or a fraction: check_fractions.
+# Checked where they are read, before any model too: data.max_length (StoryFormat), data.corpus.*
+# (each corpus's settings), trainer.val_check_interval against the epoch (run/plan.py).
 TRAIN_RANGES = {
     "data.batch_size": Range(1, example="8"),
     "data.eval_batch_size": Range(1, optional=True, example="16"),
-    "data.max_length": Range(2, example="512"),
     "data.num_workers": Range(0, example="2"),
     "data.num_proc": Range(1, optional=True, example="4"),
     "data.max_train_samples": Range(0, optional=True, example="10000"),
