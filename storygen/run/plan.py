@@ -44,7 +44,8 @@ class TrainingPlan:
         stories = "streamed" if self.stories is None else f"{self.stories:,}"
         return (
             f"Plan: {stories} stories, {count(self.tokens_per_epoch)} tokens per epoch; "
-            f"{count(self.batches_per_epoch)} batches per epoch x {count(self.epochs)} epochs "
+            f"{count(self.batches_per_epoch)} batches per epoch x {count(self.epochs)} "
+            f"epoch{'' if self.epochs == 1 else 's'} "
             f"= {count(self.optimizer_steps)} optimizer steps; {count(self.validations)} "
             "validations"
         )
