@@ -280,14 +280,15 @@ def test_tiny_reproduction_logs_evaluates_rouge_and_the_report_shows_the_runs_nu
 def test_evaluate_rescores_a_reproduction_run_in_both_conventions_as_its_test_stage_did(
     tiny_reproduction: Path, tmp_path: Path
 ) -> None:
-    """One `rouge` setting serves both paths: evaluate with `rouge=with_hf` on the run's best
-    checkpoint (its test stage's prompts, batch size and cap) logs the same numbers under the
-    same keys as the test stage."""
+    """One `rouge` setting serves both paths: evaluate with `rouge=with_hf` on the model the
+    run's test stage scored (test_ckpt=last: last.ckpt, saved at the end of training), with
+    its prompts, batch size and cap, logs the same numbers under the same keys as the test
+    stage."""
     run_dir = jobs(tiny_reproduction)[0]
-    (best,) = run_dir.glob("checkpoints/epoch_*.ckpt")
+    assert json.loads((run_dir / "run.json").read_text())["test_ckpt"] == "last"
     run_command(
         "storygen.evaluate",
-        f"ckpt_path={best}",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
         "rouge=with_hf",
         "num_prompts=4",
         "batch_size=8",
