@@ -33,7 +33,13 @@ from storygen.metrics.plots import plot_lengths
 from storygen.metrics.rouge import as_conventions
 from storygen.metrics.scoring import generate_and_score, story_records, write_generations
 from storygen.models.module import count_target_tokens, model_inputs
-from storygen.models.trained import check_exists, load_for_generation, saved_run_config
+from storygen.models.trained import (
+    check_exists,
+    load_for_generation,
+    model_overridden,
+    saved_run_config,
+)
+from storygen.run.checks import EVALUATE_RANGES, check_ranges, config_values
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +88,9 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, 
         raise StorygenError(
             f"split={cfg.split!r} is not known; use split=validation or split=test."
         )
+    check_ranges(config_values(cfg, EVALUATE_RANGES), EVALUATE_RANGES)
     backbone, tokenizer, precision = load_for_generation(
-        cfg.ckpt_path, cfg.model, cfg.base_model, cfg.precision
+        cfg.ckpt_path, cfg.model, cfg.base_model, cfg.precision, model_overridden(overrides)
     )
     datamodule = instantiate(data_config(cfg, overrides), tokenizer=tokenizer)
     datamodule.setup()

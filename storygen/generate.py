@@ -16,6 +16,7 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import TextStreamer
@@ -24,7 +25,8 @@ from storygen.environment.resolvers import CONF_DIR
 from storygen.environment.shutdown import exit_quickly
 from storygen.errors import StorygenError, exit_on_user_error
 from storygen.models.generation import encode_prompts
-from storygen.models.trained import load_for_generation
+from storygen.models.trained import load_for_generation, model_overridden
+from storygen.run.checks import GENERATE_RANGES, check_ranges, config_values
 
 
 def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
@@ -77,8 +79,13 @@ def main(cfg: DictConfig) -> None:
                 "generation.max_new_tokens=null sizes stories by reference stories, and generate "
                 "has none; set a number (e.g. generation.max_new_tokens=200)."
             )
+        check_ranges(config_values(cfg, GENERATE_RANGES), GENERATE_RANGES)
         backbone, tokenizer, precision = load_for_generation(
-            cfg.ckpt_path, cfg.model, cfg.base_model, cfg.precision
+            cfg.ckpt_path,
+            cfg.model,
+            cfg.base_model,
+            cfg.precision,
+            model_overridden(list(HydraConfig.get().overrides.task)),
         )
         with precision.forward_context():
             stream_stories(

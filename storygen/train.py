@@ -29,6 +29,7 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from storygen.callbacks.final_validation import FinalValidation
 from storygen.callbacks.loggers import SummarizingWandbLogger
 from storygen.environment.devices import enable_tf32
 from storygen.environment.resolvers import CONF_DIR
@@ -39,19 +40,25 @@ from storygen.errors import exit_on_user_error
 from storygen.models.accounting import count_parameters
 from storygen.models.export import export_backbone
 from storygen.run.checks import (
-    check_batch_sizes,
+    FRACTION_KEYS,
+    TRAIN_RANGES,
     check_checkpoint,
     check_context_length,
+    check_fractions,
     check_optimizer,
     check_packing_isolation,
     check_precision,
+    check_ranges,
     check_streaming_across_devices,
     check_trained,
     check_trains_some_steps,
+    config_values,
 )
+from storygen.run.plan import plan_training
 from storygen.run.record import RECORD_FILE, RunPruned, RunRecord
 from storygen.run.slurm import JobRequeued, requeue_when_stopped, resume_path
 from storygen.run.summary import summarize_run, wandb_run_dir
+from storygen.run.tested import check_test_ckpt, tested_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +68,10 @@ def instantiate_group(group: DictConfig | None) -> list:
     return [instantiate(node) for node in (group or {}).values() if node and "_target_" in node]
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, test and export; `run.json` records the run whether it completes or fails."""
-    record = RunRecord(
+def train(cfg: DictConfig, record: RunRecord | None = None) -> dict[str, float]:
+    """Fit, test and export; `run.json` records the run whether it completes or fails (in
+    `record` where one is given: its `objective` is what a sweeper gets)."""
+    record = record or RunRecord(
         task_name=cfg.task_name,
         overrides=job_overrides(),
         optimized_metric=cfg.optimized_metric,
@@ -91,12 +99,14 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     L.seed_everything(cfg.seed, workers=True)
 
     # Everything cheap first, so a bad option fails before a 7B model is downloaded.
+    check_ranges(config_values(cfg, TRAIN_RANGES), TRAIN_RANGES)
+    check_fractions(config_values(cfg, FRACTION_KEYS))
     check_checkpoint(cfg.ckpt_path)
+    check_optimizer(instantiate(cfg.model.optimizer))
     tokenizer = instantiate(cfg.model.tokenizer)
     log.info("Building data <%s>", cfg.data._target_)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
-    check_batch_sizes(datamodule.batch_size, datamodule.eval_batch_size)
-    callbacks = instantiate_group(cfg.get("callbacks")) + trial_pruning(cfg)
+    callbacks = [*instantiate_group(cfg.get("callbacks")), *trial_pruning(cfg), FinalValidation()]
     loggers += instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_precision(trainer)
@@ -104,11 +114,17 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
         enable_tf32()
     check_streaming_across_devices(trainer, datamodule.streaming)
     if cfg.train:
+        record.test_ckpt = check_test_ckpt(cfg.test_ckpt, cfg.optimized_metric, trainer)
         check_trains_some_steps(trainer)
+        datamodule.trainer = trainer  # as fit attaches it: the data's counts reach the loggers
+        plan = plan_training(trainer, datamodule.train_size(), datamodule.batch_size)
+        record.plan = plan.as_dict()
+        log.info("%s", plan.line())
+        if plan.large:
+            log.warning("%s", plan.warning())
 
     log.info("Building model <%s>", cfg.model._target_)
     model = instantiate(cfg.model, tokenizer=tokenizer)
-    check_optimizer(model.optimizer_factory)
     parameters = count_parameters(model.backbone)
     record.parameters = {"trainable": parameters.trainable, "total": parameters.total}
     log.info("Parameters: %s", parameters)
@@ -135,12 +151,18 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
             )
         )
         record.metrics |= {key: float(value) for key, value in trainer.callback_metrics.items()}
+        tested, record.objective = tested_checkpoint(
+            trainer, cfg.test_ckpt, record.metrics.get(cfg.optimized_metric)
+        )
+    else:
+        tested = cfg.ckpt_path  # test=true train=false: the checkpoint given
     if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        # the best checkpoint of this fit, else the one given to test (train=false)
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or cfg.ckpt_path)
+        # None: the model as training left it (test_ckpt=last)
+        trainer.test(model, datamodule=datamodule, ckpt_path=tested)
         record.metrics |= {key: float(value) for key, value in trainer.callback_metrics.items()}
     if cfg.export and cfg.train and trainer.is_global_zero:
+        if tested and not cfg.test:  # the test stage loaded it already
+            model.load_checkpoint_weights(tested)
         export = export_backbone(
             model.backbone, model.tokenizer, Path(cfg.paths.output_dir) / "export"
         )
@@ -218,9 +240,12 @@ def in_sweep() -> bool:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    record = RunRecord(
+        task_name=cfg.task_name, overrides=job_overrides(), optimized_metric=cfg.optimized_metric
+    )
     try:
         with exit_on_user_error(), requeue_when_stopped():
-            metrics = train(cfg)
+            train(cfg, record)
     except (Exception, SystemExit) as exc:
         if not in_sweep() or isinstance(exc, JobRequeued):
             raise
@@ -233,7 +258,7 @@ def main(cfg: DictConfig) -> float | None:
             log.exception("This job failed")
         log.error("Job failed; the sweep goes on. See %s", Path(cfg.paths.output_dir) / RECORD_FILE)
         return float("nan")
-    return metrics.get(cfg.optimized_metric)
+    return record.objective
 
 
 if __name__ == "__main__":

@@ -7,15 +7,18 @@ is lost. Most cases run the entry points' own code in-process, under the same ha
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import storygen.evaluate
 import storygen.generate
 import storygen.train
 from storygen.compare.__main__ import main as compare_main
+from storygen.models.module import StoryLM
 from tests.conftest import TINY_RUN, TrainedRun, compose_config, run_module
 
 QUICK = [*TINY_RUN, "logger=csv", "callbacks.story_metrics.num_prompts=0"]
@@ -152,6 +155,16 @@ CASES = {
         lambda tmp: ["data.corpus.prompt_sentences=0"],
         "error: data.corpus.prompt_sentences=0 must be at least 1.",
     ),
+    # issue 29: checked against the epoch's 6 batches once the data is read, before the model
+    "val-check-interval-above-the-epoch": (
+        lambda tmp: ["trainer.val_check_interval=7"],
+        "error: trainer.val_check_interval=7 is more batches than an epoch has (6); set "
+        "trainer.val_check_interval to at most 6, or to a fraction of the epoch",
+    ),
+    "limit-train-batches-leaves-none": (
+        lambda tmp: ["+trainer.limit_train_batches=0.1"],
+        "error: trainer.limit_train_batches=0.1 leaves none of the epoch's 6 batches",
+    ),
 }
 
 # Issue 13 item 10: refused before anything is built, so the run dir holds only run.json.
@@ -170,6 +183,73 @@ REFUSED_AT_ONCE = {
         "error: trainer.max_epochs=0 trains no step, so the run would test and export untrained",
     ),
     "zero-steps": (["trainer.max_steps=0"], "error: trainer.max_steps=0 trains no step"),
+    # issue 29: every count, size, interval and rate, from one table (run/checks.py)
+    "max-length-not-a-number": (
+        ["data.max_length=long"],
+        "error: data.max_length='long' must be at least 2 tokens, a whole number (e.g. 512).",
+    ),
+    "eval-batch-size-zero": (
+        ["data.eval_batch_size=0"],
+        "error: data.eval_batch_size=0 must be a whole number of at least 1 (or null)",
+    ),
+    "negative-workers": (["data.num_workers=-1"], "error: data.num_workers=-1 must be a whole"),
+    "zero-processes": (["data.num_proc=0"], "error: data.num_proc=0 must be a whole number"),
+    "negative-eval-samples": (
+        ["data.max_eval_samples=-5"],
+        "error: data.max_eval_samples=-5 must be a whole number of at least 0",
+    ),
+    "fractional-epochs": (
+        ["trainer.max_epochs=1.5"],
+        "error: trainer.max_epochs=1.5 must be a whole number of at least -1",
+    ),
+    "accumulation-zero": (
+        ["trainer.accumulate_grad_batches=0"],
+        "error: trainer.accumulate_grad_batches=0 must be a whole number of at least 1; set "
+        "e.g. trainer.accumulate_grad_batches=4.",
+    ),
+    "val-check-interval-zero": (
+        ["trainer.val_check_interval=0"],
+        "error: trainer.val_check_interval=0 must be a whole number of batches (at least 1) or "
+        "a fraction of the epoch in (0, 1.0]",
+    ),
+    "limit-val-batches-above-one": (
+        ["+trainer.limit_val_batches=1.5"],
+        "error: trainer.limit_val_batches=1.5 must be a whole number of batches",
+    ),
+    "negative-learning-rate": (
+        ["model.optimizer.lr=-0.001"],
+        "error: model.optimizer.lr=-0.001 must be a number above 0",
+    ),
+    "negative-warmup": (
+        ["model.scheduler.num_warmup_steps=-5"],
+        "error: model.scheduler.num_warmup_steps=-5 must be a whole number of at least 0",
+    ),
+    "negative-prompts": (
+        ["callbacks.story_metrics.num_prompts=-1"],
+        "error: callbacks.story_metrics.num_prompts=-1 must be a whole number of at least 0",
+    ),
+    "zero-new-tokens": (
+        ["callbacks.story_metrics.generation.max_new_tokens=0"],
+        "error: callbacks.story_metrics.generation.max_new_tokens=0 must be a whole number of "
+        "at least 1 (or null)",
+    ),
+    "top-p-above-one": (
+        ["callbacks.story_metrics.generation.top_p=1.5"],
+        "error: callbacks.story_metrics.generation.top_p=1.5 must be a number above 0 and at "
+        "most 1",
+    ),
+    "lora-rank-zero": (
+        ["model=mistral_tiny_lora", "model.backbone.lora.r=0"],
+        "error: model.backbone.lora.r=0 must be a whole number of at least 1",
+    ),
+    "unknown-test-ckpt": (
+        ["test_ckpt=final"],
+        "error: test_ckpt='final' is not known; use test_ckpt=best",
+    ),
+    "best-of-another-metric": (
+        ["optimized_metric=val/rouge1"],
+        "error: test_ckpt=best tests the checkpoint of the best val/loss",
+    ),
 }
 
 
@@ -351,3 +431,84 @@ def test_wandb_with_a_key_but_no_network_logs_offline_and_says_so(tmp_path, monk
     assert "W&B: http://127.0.0.1:9 cannot be reached; logging offline" in caplog.text
     assert len(list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))) == 1
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "completed"
+
+
+def run_dir_with_config(trained_run: TrainedRun, tmp_path: Path) -> Path:
+    """A run dir as `python -m storygen.train` leaves it: the checkpoint and .hydra/config.yaml."""
+    run_dir = tmp_path / "saved-run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained_run.last_checkpoint, run_dir / "checkpoints" / "last.ckpt")
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(trained_run.config, run_dir / ".hydra" / "config.yaml")
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+# issue 29: what evaluate cannot honour, refused before a model loads (the shared trained run
+# has no .hydra/config.yaml: its checkpoint stands for one copied out of its run dir)
+EVALUATE_REFUSALS = {
+    "model-of-a-run-with-a-config": (
+        True,
+        ["model=gpt2_tiny"],
+        "error: model=... cannot apply: {ckpt} is rebuilt with the model its run trained",
+    ),
+    "model-key-of-a-run-with-a-config": (
+        True,
+        ["model.backbone.attn_implementation=eager"],
+        "error: model=... cannot apply",
+    ),
+    "run-without-its-config": (
+        False,
+        [],
+        "error: {ckpt} has no run config beside it",
+    ),
+    "no-prompts": (True, ["num_prompts=0"], "error: num_prompts=0 must be a whole number"),
+    "zero-temperature": (
+        True,
+        ["generation.temperature=0"],
+        "error: generation.temperature=0 must be a number above 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVALUATE_REFUSALS))
+def test_evaluate_refuses_what_it_cannot_honour_before_a_model_loads(
+    case, trained_run: TrainedRun, tmp_path, capsys, monkeypatch
+):
+    saved_config, overrides, expected = EVALUATE_REFUSALS[case]
+    ckpt = (
+        run_dir_with_config(trained_run, tmp_path) if saved_config else trained_run.last_checkpoint
+    )
+    monkeypatch.setattr(StoryLM, "__init__", refuse_to_build)
+    code, stderr = run_entry(
+        storygen.evaluate,
+        [f"ckpt_path={ckpt}", *overrides],
+        tmp_path / "eval",
+        capsys,
+        config_name="evaluate",
+    )
+    assert code == 2
+    assert_one_error_line(stderr, expected.format(ckpt=ckpt))
+
+
+def refuse_to_build(*args, **kwargs):
+    raise AssertionError("a model was built before the bad setting was refused")
+
+
+def test_generate_refuses_a_model_override_and_a_bad_sampling_setting(
+    trained_run: TrainedRun, tmp_path, capsys, monkeypatch
+):
+    ckpt = run_dir_with_config(trained_run, tmp_path)
+    monkeypatch.setattr(StoryLM, "__init__", refuse_to_build)
+    for overrides, expected in [
+        (["model=gpt2_tiny"], "error: model=... cannot apply"),
+        (["generation.top_k=-1"], "error: generation.top_k=-1 must be a whole number of at"),
+    ]:
+        code, stderr = run_entry(
+            storygen.generate,
+            [f"ckpt_path={ckpt}", "prompt=Once", *overrides],
+            tmp_path,
+            capsys,
+            config_name="generate",
+        )
+        assert code == 2
+        assert_one_error_line(stderr, expected)

@@ -108,7 +108,7 @@ def test_a_killed_search_continues_with_the_same_command(tmp_path):
     for trial in (trials[n] for n in (0, 1, 3)):
         record = run_json(dirs[trial.number][0])
         assert record["status"] == "completed"
-        assert record["metrics"]["val/loss"] == pytest.approx(trial.value, rel=1e-6)
+        assert record["objective"] == pytest.approx(trial.value, rel=1e-6)
         assert f"optuna_trial={trial.number}" in record["overrides"]
         (wandb_run,) = dirs[trial.number][0].glob("wandb/offline-run-*/run-*.wandb")
         assert b"train-gpt2_search" in wandb_run.read_bytes()  # one W&B group for the study
@@ -192,7 +192,7 @@ def test_two_workers_share_one_postgres_study(tmp_path, postgres_server):  # noq
         (job,) = dirs[trial.number]
         record = run_json(job)
         if trial.state == TrialState.COMPLETE:
-            assert record["metrics"]["val/loss"] == pytest.approx(trial.value, rel=1e-6)
+            assert record["objective"] == pytest.approx(trial.value, rel=1e-6)
         else:
             assert record["status"] == "pruned"
     # the database password is in no file the sweeps wrote (configs, run.json, W&B, logs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 import subprocess
 from importlib.metadata import version
@@ -13,13 +14,16 @@ from typing import ClassVar
 import pytest
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, Trainer
 from omegaconf import open_dict
 from packaging.version import Version
+from safetensors.torch import load_file
 
+import storygen.train
 from storygen.errors import StorygenError
 from storygen.inspect import report
 from storygen.metrics.intervals import mean_interval
+from storygen.run.plan import plan_training
 from storygen.run.summary import train_loss_curve
 from storygen.train import train
 from tests.conftest import (
@@ -383,3 +387,92 @@ def test_generations_keep_each_storys_scores_whose_means_are_the_logged_metrics(
         assert summary[f"test/{key}_hi"] == pytest.approx(interval.high), key
         assert interval.low <= trained_run.metrics[f"test/{key}"] <= interval.high, key
     assert summary["test/rouge1_lo"] < summary["test/rouge1_hi"]
+
+
+# --- the plan printed before the first step, and the validation at the end of training -----
+
+# 48 stories in batches of 8: 6 batches an epoch
+PLANNED_RUNS = {
+    # every 4th batch: at 4, and at 6 the end of training (FinalValidation)
+    "interval-misses-the-end": (["trainer.val_check_interval=4"], 6, 2),
+    # every 3rd: at 3 and 6, none added at the end
+    "interval-hits-the-end": (["trainer.val_check_interval=3"], 6, 2),
+    # 2 epochs of 2 steps (4 micro-batches, then the 2 left), validated at half of each
+    "accumulation-over-epochs": (
+        [
+            "trainer.max_epochs=2",
+            "trainer.accumulate_grad_batches=4",
+            "trainer.val_check_interval=0.5",
+        ],
+        4,
+        4,
+    ),
+    # max_steps ends the 2nd epoch at its 2nd batch: validated at 4 of epoch 1 and at that end
+    "max-steps-within-an-epoch": (
+        ["trainer.max_epochs=3", "trainer.max_steps=8", "trainer.val_check_interval=4"],
+        8,
+        2,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PLANNED_RUNS)
+def test_the_plan_is_what_the_run_does_and_the_end_is_validated(case, tmp_path, caplog):
+    overrides, steps, validations = PLANNED_RUNS[case]
+    fast = ["logger=csv", "callbacks.story_metrics.num_prompts=0", "data.max_length=64"]
+    cfg = compose_config([*TINY_RUN, *fast, "test=false", "export=false", *overrides], tmp_path)
+    with caplog.at_level(logging.INFO, logger="storygen.train"):
+        train(cfg)
+    plan = json.loads((tmp_path / "run.json").read_text())["plan"]
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    val_steps = [step for step, _ in csv_rows(tmp_path / "csv" / "metrics.csv", "val/loss")]
+    train_steps = [step for step, _ in csv_rows(tmp_path / "csv" / "metrics.csv", "train/loss")]
+    assert (plan["optimizer_steps"], plan["validations"]) == (steps, validations)
+    assert checkpoint["global_step"] == steps
+    assert len(val_steps) == validations
+    assert val_steps[-1] == train_steps[-1]  # the model training ended with was validated
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Plan:")]
+    assert line.startswith(f"Plan: 48 stories, {plan['tokens_per_epoch']:,} tokens per epoch")
+    assert f"= {steps} optimizer steps; {validations} validations" in line
+
+
+def test_the_plan_of_the_bare_mistral_command_warns_once(caplog):
+    """`model=mistral_lora data=tinystories`: 3 epochs of TinyStories' 2,119,719 stories in
+    batches of 8, 794,895 steps: above LARGE_RUN_STEPS; the quickstart is far below."""
+    trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False)
+    bare = plan_training(trainer, (2_119_719, 2_119_719, 470_000_000), batch_size=8)
+    assert (bare.batches_per_epoch, bare.optimizer_steps) == (264_965, 794_895)
+    assert bare.large and "794,895 optimizer steps" in bare.warning()
+    small = plan_training(trainer, (240, 240, 30_000), batch_size=8)
+    assert not small.large and small.optimizer_steps == 90
+
+
+@pytest.mark.parametrize("test_ckpt", ["best", "last"])
+def test_the_tested_model_is_exported_and_its_score_is_the_objective(test_ckpt, tmp_path):
+    # the run of test_wandb_summary_keeps_best_and_last_and_the_best_checkpoint: validated at
+    # steps 2, 4 and 6, its loss rises again after step 4, so best and last differ
+    overrides = [
+        "trainer.val_check_interval=2",
+        "model.optimizer.lr=0.5",
+        "logger=csv",
+        "callbacks.story_metrics.num_prompts=0",
+        "test=false",
+        f"test_ckpt={test_ckpt}",
+    ]
+    cfg = compose_config([*TINY_RUN, *overrides], tmp_path)
+    objective = storygen.train.main.__wrapped__(cfg)
+    losses = [loss for _, loss in csv_rows(tmp_path / "csv" / "metrics.csv", "val/loss")]
+    assert min(losses) < losses[-1]
+    expected = min(losses) if test_ckpt == "best" else losses[-1]
+    assert objective == pytest.approx(expected, rel=1e-6)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert (record["test_ckpt"], record["objective"]) == (test_ckpt, objective)
+    # the exported weights are the tested model's: the best checkpoint's (the one top-k
+    # checkpoint), or the last
+    (best,) = (tmp_path / "checkpoints").glob("epoch_*.ckpt")
+    tested = best if test_ckpt == "best" else tmp_path / "checkpoints" / "last.ckpt"
+    key = "transformer.h.0.attn.c_attn.weight"
+    exported = load_file(tmp_path / "export" / "model" / "model.safetensors")[key]
+    for path in (best, tmp_path / "checkpoints" / "last.ckpt"):
+        weights = torch.load(path, weights_only=True)["state_dict"][f"backbone.{key}"]
+        assert torch.equal(exported, weights) == (path == tested), path

@@ -157,6 +157,17 @@ class StoryDataModule(LightningDataModule):
         )
         self._report_truncated()
 
+    def train_size(self) -> tuple[int, int, int] | None:
+        """(stories, rows, tokens) of the prepared train split, rows being packed rows when
+        packing; None for a stream, whose length is known once it ends."""
+        self.setup()
+        train = self.tokenized["train"]
+        if not isinstance(train, Dataset):
+            return None
+        table = train.with_format("arrow", columns=["input_ids"])[:]
+        tokens = pc.sum(pc.list_value_length(table["input_ids"]))
+        return self.examples["train"], len(train), int(tokens.as_py() or 0)
+
     def cache_key(self) -> str:
         """Everything the prepared splits depend on: inputs, settings, code and libraries."""
         return cache_key(

@@ -43,8 +43,11 @@ class StoryFormat:
                 f"data.prompt_template={self.template!r} has no `{{prompt}}` placeholder; "
                 "add one, e.g. 'Prompt: {prompt}\\nStory:\\n'."
             )
-        if self.max_length < 2:
-            raise StorygenError(f"data.max_length={self.max_length} must be at least 2.")
+        length = self.max_length
+        if isinstance(length, bool) or not isinstance(length, int) or length < 2:
+            raise StorygenError(
+                f"data.max_length={length!r} must be at least 2 tokens, a whole number (e.g. 512)."
+            )
         if self.template.endswith((" ", "\t")):
             log.warning(
                 "data.prompt_template=%r ends in a space, which the story's first word takes "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.precision import HalfPrecision, MixedPrecision, Precision
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -51,11 +52,39 @@ def check_exists(ckpt_path: str) -> Path:
     return path
 
 
-def load_trained_model(ckpt_path: str, model_cfg: DictConfig):
+def model_overridden(overrides: list[str]) -> bool:
+    """The command line sets `model=...` or a `model.*` key."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return any(o.key_or_group == "model" or o.key_or_group.startswith("model.") for o in parsed)
+
+
+def trained_model_config(
+    path: Path, model_cfg: DictConfig, model_override: bool | None = None
+) -> DictConfig:
+    """The model config a checkpoint is rebuilt with: its run's (`<run>/.hydra/config.yaml`),
+    else `model_cfg`. A command passes `model_override` (whether its command line set model):
+    a run's own config cannot be overridden, and without one the model must be named, rather
+    than fall back to the command's default (GPT-2 from the hub)."""
+    run_cfg = saved_run_config(path)
+    saved = run_dir_of(path) / ".hydra" / "config.yaml"
+    if run_cfg is not None and model_override:
+        raise StorygenError(
+            f"model=... cannot apply: {path} is rebuilt with the model its run trained "
+            f"({saved}); drop the model override (to score another model, pass its checkpoint)."
+        )
+    if run_cfg is None and model_override is False:
+        raise StorygenError(
+            f"{path} has no run config beside it ({saved} is missing), so its model is "
+            "unknown; pass the checkpoint inside its run dir, or name the model it was "
+            "trained as (e.g. model=gpt2_tiny)."
+        )
+    return run_cfg.model if run_cfg is not None else model_cfg
+
+
+def load_trained_model(ckpt_path: str, model_cfg: DictConfig, model_override: bool | None = None):
     """A StoryLM rebuilt from the run's model config (or `model_cfg`), checkpoint loaded."""
     path = check_exists(ckpt_path)
-    run_cfg = saved_run_config(path)
-    model = instantiate(run_cfg.model if run_cfg is not None else model_cfg)
+    model = instantiate(trained_model_config(path, model_cfg, model_override))
     model.load_checkpoint_weights(path)
     return model
 
@@ -65,21 +94,28 @@ def load_for_generation(
     model_cfg: DictConfig,
     base_model: str | None = None,
     precision: str | None = None,
+    model_override: bool | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Precision]:
     """Backbone and tokenizer from a Lightning checkpoint or an exported HF directory, the
     backbone cast for `precision` (null: the run's, see `run_precision`), and that precision's
     plugin: generate and score under its `forward_context()`, as the run's test stage did."""
     plugin = precision_plugin(run_precision(ckpt_path, precision))  # refused before the load
-    backbone, tokenizer = _load_backbone(check_exists(ckpt_path), model_cfg, base_model)
+    path = check_exists(ckpt_path)
+    backbone, tokenizer = _load_backbone(path, model_cfg, base_model, model_override)
     return plugin.convert_module(backbone), tokenizer, plugin
 
 
 def _load_backbone(
-    path: Path, model_cfg: DictConfig, base_model: str | None
+    path: Path, model_cfg: DictConfig, base_model: str | None, model_override: bool | None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if path.is_file():
-        model = load_trained_model(str(path), model_cfg)
+        model = load_trained_model(str(path), model_cfg, model_override)
         return on_gpu_if_any(model.backbone), model.tokenizer
+    if model_override:
+        raise StorygenError(
+            f"model=... cannot apply: {path} is an exported model, loaded as it was saved; "
+            "drop the model override."
+        )
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
     # half precision on a GPU: a 7B model's fp32 weights alone (29 GB) would not fit most cards
     dtype = getattr(torch, half_dtype()) if torch.cuda.is_available() else torch.float32

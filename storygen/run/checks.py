@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
+from omegaconf import DictConfig, OmegaConf
 from transformers import PretrainedConfig, PreTrainedModel
 
 from storygen.errors import StorygenError
@@ -118,12 +121,6 @@ def check_checkpoint(ckpt_path: str | None) -> None:
         )
 
 
-def check_batch_sizes(batch_size: object, eval_batch_size: object) -> None:
-    for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise StorygenError(f"{key}={value!r} must be a whole number of at least 1 (e.g. 8).")
-
-
 def check_optimizer(optimizer_factory: Callable) -> None:
     """Build the configured optimizer once on a dummy weight, so a bad setting (`lr=abc`) is
     named before the model trains rather than as a traceback from inside the fit.
@@ -172,3 +169,130 @@ def check_trained(trainer: Trainer) -> None:
             "as trainer.max_time reached first); nothing trained, so nothing is tested or "
             "exported. Check trainer.* limits and the train split's size."
         )
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers an option takes: `whole` numbers or any, from `low` (inclusive unless
+    `above`) up to `high` (inclusive); `null` allowed where `optional`."""
+
+    low: float
+    high: float = math.inf
+    whole: bool = True
+    above: bool = False
+    optional: bool = False
+    example: str = "1"
+
+    def admits(self, value: object) -> bool:
+        if value is None:
+            return self.optional
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.whole and not isinstance(value, int):
+            return False
+        low_ok = value > self.low if self.above else value >= self.low
+        return low_ok and value <= self.high
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        low = f"above {self.low:g}" if self.above else f"of at least {self.low:g}"
+        high = "" if self.high == math.inf else f" and at most {self.high:g}"
+        return f"{kind} {low}{high}{' (or null)' if self.optional else ''}"
+
+
+# the sampling settings of generation, wherever a command generates (conf/generation/)
+GENERATION_RANGES = {
+    "max_new_tokens": Range(1, optional=True, example="200"),
+    "temperature": Range(0, whole=False, above=True, example="0.8"),
+    "top_p": Range(0, 1, whole=False, above=True, example="0.95"),
+    "top_k": Range(0, example="50"),
+    "repetition_penalty": Range(0, whole=False, above=True, example="1.0"),
+}
+# Every count, size and rate a training run takes, checked before anything is built.
+# trainer.val_check_interval and limit_*_batches take a count or a fraction: check_fractions.
+# Checked where they are read, before any model too: data.max_length (StoryFormat), data.corpus.*
+# (each corpus's settings), trainer.val_check_interval against the epoch (run/plan.py).
+TRAIN_RANGES = {
+    "data.batch_size": Range(1, example="8"),
+    "data.eval_batch_size": Range(1, optional=True, example="16"),
+    "data.num_workers": Range(0, example="2"),
+    "data.num_proc": Range(1, optional=True, example="4"),
+    "data.max_train_samples": Range(0, optional=True, example="10000"),
+    "data.max_eval_samples": Range(0, optional=True, example="1000"),
+    "data.shuffle_buffer": Range(1, example="10000"),
+    "trainer.max_epochs": Range(-1, optional=True, example="3"),
+    "trainer.min_epochs": Range(0, optional=True, example="1"),
+    "trainer.max_steps": Range(-1, example="1000"),
+    "trainer.accumulate_grad_batches": Range(1, example="4"),
+    "trainer.check_val_every_n_epoch": Range(1, optional=True, example="1"),
+    "trainer.log_every_n_steps": Range(1, example="10"),
+    "trainer.gradient_clip_val": Range(0, whole=False, optional=True, example="1.0"),
+    "model.optimizer.lr": Range(0, whole=False, above=True, example="2e-4"),
+    "model.optimizer.weight_decay": Range(0, whole=False, example="0.01"),
+    "model.scheduler.num_warmup_steps": Range(0, example="5"),
+    "model.backbone.lora.r": Range(1, example="16"),
+    "model.backbone.lora.lora_alpha": Range(0, whole=False, above=True, example="16"),
+    "model.backbone.lora.lora_dropout": Range(0, 1, whole=False, example="0.05"),
+    "callbacks.story_metrics.num_prompts": Range(0, example="8"),
+    "callbacks.story_metrics.num_test_prompts": Range(0, optional=True, example="32"),
+    "callbacks.story_metrics.batch_size": Range(1, example="8"),
+    **{f"callbacks.story_metrics.generation.{k}": r for k, r in GENERATION_RANGES.items()},
+}
+# storygen.evaluate's and storygen.generate's
+EVALUATE_RANGES = {
+    "num_prompts": Range(1, example="64"),
+    "batch_size": Range(1, example="16"),
+    **{f"generation.{key}": rule for key, rule in GENERATION_RANGES.items()},
+}
+GENERATE_RANGES = {f"generation.{key}": rule for key, rule in GENERATION_RANGES.items()}
+# trainer options that take a count of batches (int) or a fraction of them (float)
+FRACTION_KEYS = (
+    "trainer.val_check_interval",
+    "trainer.limit_train_batches",
+    "trainer.limit_val_batches",
+    "trainer.limit_test_batches",
+)
+
+
+def config_values(cfg: DictConfig, keys: Iterable[str]) -> dict[str, object]:
+    """The values of these dotted keys that the config has (a key it lacks is left out)."""
+    absent = object()
+    values = {key: OmegaConf.select(cfg, key, default=absent) for key in keys}
+    return {key: value for key, value in values.items() if value is not absent}
+
+
+def check_ranges(values: Mapping[str, object], ranges: Mapping[str, Range]) -> None:
+    """Each option given (`values`: dotted key -> value, absent keys left out) is in range."""
+    for key, rule in ranges.items():
+        if key not in values or rule.admits(values[key]):
+            continue
+        value = values[key]
+        if isinstance(value, str):
+            raise StorygenError(
+                f"{key}={value!r} is not a number; set {key}=<number>, {rule.describe()} "
+                f"(e.g. {key}={rule.example})."
+            )
+        raise StorygenError(
+            f"{key}={value!r} must be {rule.describe()}; set e.g. {key}={rule.example}."
+        )
+
+
+def check_fractions(values: Mapping[str, object]) -> None:
+    """A count of batches (a whole number, at least 1; 0 for a limit) or a fraction of them in
+    (0, 1]; val_check_interval may also be a time (a string), which Lightning reads."""
+    for key in FRACTION_KEYS:
+        if key not in values or values[key] is None:
+            continue
+        value = values[key]
+        interval = key == "trainer.val_check_interval"
+        if interval and isinstance(value, str):
+            continue
+        lowest = 1 if interval else 0
+        count = isinstance(value, int) and not isinstance(value, bool) and value >= lowest
+        fraction = isinstance(value, float) and (0 < value <= 1 or (value == 0 and not interval))
+        if not (count or fraction):
+            raise StorygenError(
+                f"{key}={value!r} must be a whole number of batches (at least {lowest}) or a "
+                f"fraction of the epoch in {'(0' if interval else '[0'}, 1.0]; set e.g. "
+                f"{key}={0.4 if interval else 1.0}."
+            )

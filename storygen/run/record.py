@@ -35,6 +35,12 @@ class RunRecord:
     """running | completed | interrupted (SIGTERM/Ctrl-C, resumable) | pruned | failed"""
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    test_ckpt: str | None = None
+    """best | last: the model tested and exported (conf/train.yaml); None without a fit"""
+    objective: float | None = None
+    """what a sweeper gets: optimized_metric of the tested model (storygen.run.tested)"""
+    plan: dict[str, int | None] = field(default_factory=dict)
+    """the fit's size as planned before it started (storygen.run.plan.TrainingPlan)"""
     parameters: dict[str, int] = field(default_factory=dict)
     wall_time_s: float = 0.0
     train_tokens: int = 0
