@@ -309,9 +309,15 @@ def console_noise(output: str, strict: bool) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.smoke
 @pytest.mark.parametrize(
-    "overrides", [(), ("model.backbone.gradient_checkpointing=true",)], ids=["", "checkpointed"]
+    "overrides",
+    [
+        pytest.param((), marks=pytest.mark.smoke),
+        # checkpointing at the floor and on the GPU image: the smoke set's gradient tests
+        # (tests/models/test_models.py), not a second quickstart in each of those legs
+        ("model.backbone.gradient_checkpointing=true",),
+    ],
+    ids=["", "checkpointed"],
 )
 def test_quickstart_runs_offline_and_the_loss_falls(overrides, tmp_path):
     result = run_cli(
