@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from datasets import (
     load_dataset,
 )
 from torchdata.stateful_dataloader import StatefulDataLoader
+
+from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,23 @@ def stream_train(splits: dict[str, Split], streaming: bool) -> dict[str, Split]:
     if streaming and isinstance(splits["train"], Dataset):
         splits = splits | {"train": splits["train"].to_iterable_dataset()}
     return splits
+
+
+def utf8_lines(path: Path) -> Iterator[str]:
+    """A local file's lines, split at "\n" alone (text mode would also split at \r, \x85,
+    \u2028, ... inside a story) and read one at a time (train files are gigabytes); the line
+    ending is kept. A byte that is not UTF-8 is named by its offset in the file."""
+    offset = 0
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise StorygenError(
+                    f"{path} is not UTF-8 text (byte {offset + exc.start}); re-encode it as UTF-8."
+                ) from None
+            offset += len(raw)
+            yield line
 
 
 def string_dataset(

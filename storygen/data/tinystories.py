@@ -22,6 +22,7 @@ from storygen.data.streams import (
     map_split,
     stream_train,
     string_dataset,
+    utf8_lines,
     without_blanks,
 )
 from storygen.errors import StorygenError
@@ -47,22 +48,14 @@ def iter_stories_txt(path: Path) -> Iterator[str]:
     blank ones included so they can be counted, read line by line: the V2 train file is
     2.2 GB. Lines end at `\n` alone; byte offsets in errors count from the file's start."""
     current: list[str] = []
-    separators = offset = 0
-    with path.open("rb") as handle:
-        for raw in handle:
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise StorygenError(
-                    f"{path} is not UTF-8 text (byte {offset + exc.start}); re-encode it as UTF-8."
-                ) from None
-            offset += len(raw)
-            if line.strip() == SEPARATOR:
-                separators += 1
-                yield "\n".join(current).strip()
-                current = []
-            else:
-                current.append(line.rstrip("\r\n"))
+    separators = 0
+    for line in utf8_lines(path):
+        if line.strip() == SEPARATOR:
+            separators += 1
+            yield "\n".join(current).strip()
+            current = []
+        else:
+            current.append(line.rstrip("\r\n"))
     if not separators:
         raise StorygenError(
             f"{path} has no `{SEPARATOR}` separator lines; TinyStories .txt files separate "

@@ -26,6 +26,7 @@ from storygen.data.streams import (
     map_split,
     stream_train,
     string_dataset,
+    utf8_lines,
     without_blanks,
 )
 from storygen.errors import StorygenError
@@ -153,17 +154,8 @@ def iter_lines(path: Path) -> Iterator[str]:
     also break at \r, form feeds, \x1c-\x1e, \x85, \u2028 and \u2029, which Reddit text holds.
     """
     check_split_file(path)
-    offset = 0
-    with path.open("rb") as handle:
-        for raw in handle:
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise StorygenError(
-                    f"{path} is not UTF-8 text (byte {offset + exc.start}); re-encode it as UTF-8."
-                ) from None
-            offset += len(raw)
-            yield line.removesuffix("\n").removesuffix("\r")
+    for line in utf8_lines(path):
+        yield line.removesuffix("\n").removesuffix("\r")
 
 
 def read_split_files(data_dir: Path, split_name: str, work_dir: Path | None = None) -> Dataset:
