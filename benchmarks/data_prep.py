@@ -2,7 +2,7 @@
 ratio to a raw batched encode of the same texts measured in the same process.
 
     python benchmarks/data_prep.py [--scale 1] [--datasets tinystories writingprompts]
-                                   [--num-proc 1 default]
+                                   [--num-proc 1 default] [--tokenize-train default ahead]
 
 Writes synthetic corpora in the files the loaders read (TinyStoriesV2 .txt; WritingPrompts'
 {train,valid,test}.wp_source/.wp_target, PTB-tokenized with `<newline>`) at the real split
@@ -10,13 +10,15 @@ sizes times `--scale`, with the real length distributions (below), cut from the 
 samples' sentences. Each (dataset, num_proc) pair runs in a fresh child process: the
 StoryDataModule prepares the splits with an empty cache (first run) and loads them again
 (cached), then the prepared texts are encoded by one batched fast-tokenizer call per 1,000
-(the raw encode). Peak RSS is the child's own and its largest worker's. `default` is
-data.num_proc's default (null: chosen from the cores and the data's size).
+(the raw encode), and the loader reads 500 train batches of 8 in this process. Peak RSS is the
+child's own and its largest worker's. `default` is data.num_proc's or data.tokenize_train's
+default (null: chosen from the cores and the data's size).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -130,7 +132,7 @@ class AnonymousPeak(threading.Thread):
             time.sleep(0.1)
 
 
-def child(dataset: str, folder: Path, num_proc: int | None) -> dict:
+def child(dataset: str, folder: Path, num_proc: int | None, tokenize_train: str | None) -> dict:
     """Prepare one corpus twice (empty cache, then cached) and encode its texts raw."""
     settings = OmegaConf.load(ROOT / "conf" / "data" / f"{dataset}.yaml")
     if dataset == "tinystories":
@@ -151,6 +153,8 @@ def child(dataset: str, folder: Path, num_proc: int | None) -> dict:
             train_on_prompt=settings.train_on_prompt,
             max_length=settings.max_length,
             num_proc=num_proc,
+            tokenize_train=tokenize_train,
+            num_workers=0,
             cache_dir=str(folder / "prepared"),
         )
         datamodule.setup()
@@ -166,6 +170,12 @@ def child(dataset: str, folder: Path, num_proc: int | None) -> dict:
     start = time.perf_counter()
     prepared()
     cached = time.perf_counter() - start
+
+    train = datamodule.tokenized["train"]
+    start = time.perf_counter()
+    for _ in zip(range(500), datamodule.train_dataloader()):
+        pass
+    batch_ms = (time.perf_counter() - start) / 500 * 1000
 
     raw = 0.0
     for split in datamodule.stories.values():
@@ -184,6 +194,8 @@ def child(dataset: str, folder: Path, num_proc: int | None) -> dict:
             num_proc, datamodule.stories["train"].data.nbytes
         )
         or 1,
+        "tokenize_train": "ahead" if "input_ids" in train.column_names else "as_loaded",
+        "batch_ms": batch_ms,
         "first": first,
         "cached": cached,
         "raw": raw,
@@ -202,18 +214,24 @@ def main() -> None:
         choices=["tinystories", "writingprompts"],
     )  # fmt: skip
     parser.add_argument("--num-proc", nargs="+", default=["1", "default"])
+    parser.add_argument("--tokenize-train", nargs="+", default=["default"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        dataset, folder, num_proc = args.child
-        result = child(dataset, Path(folder), None if num_proc == "default" else int(num_proc))
+        dataset, folder, num_proc, tokenize_train = args.child
+        result = child(
+            dataset,
+            Path(folder),
+            None if num_proc == "default" else int(num_proc),
+            None if tokenize_train == "default" else tokenize_train,
+        )
         print("RESULT " + json.dumps(result))
         return
 
     print(f"scale {args.scale}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    header = ["dataset", "num_proc", "stories", "first run s", "cached s", "raw encode s",
-              "first / raw", "peak RSS MB (main, worker)",
+    header = ["dataset", "num_proc", "tokenize_train", "stories", "first run s", "cached s",
+              "raw encode s", "first / raw", "ms per train batch", "peak RSS MB (main, worker)",
               "peak RssAnon MB (main, worker)"]  # fmt: skip
     print(" | ".join(header))
     for dataset in args.datasets:
@@ -224,23 +242,24 @@ def main() -> None:
             write(folder, args.scale, rng)
             size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
             print(f"# {dataset}: wrote {size:,.0f} MB in {time.perf_counter() - start:.0f} s")
-            for num_proc in args.num_proc:
-                result = run_child(dataset, folder, num_proc)
+            for num_proc, tokenize_train in itertools.product(args.num_proc, args.tokenize_train):
+                result = run_child(dataset, folder, num_proc, tokenize_train)
                 print(
-                    f"{dataset} | {num_proc} ({result['num_proc']}) | {result['stories']:,} | "
+                    f"{dataset} | {num_proc} ({result['num_proc']}) | "
+                    f"{tokenize_train} ({result['tokenize_train']}) | {result['stories']:,} | "
                     f"{result['first']:.1f} | {result['cached']:.2f} | {result['raw']:.1f} | "
-                    f"{result['first'] / result['raw']:.2f} | "
+                    f"{result['first'] / result['raw']:.2f} | {result['batch_ms']:.2f} | "
                     f"{result['rss']:,.0f}, {result['worker_rss']:,.0f} | "
                     f"{result['anon']:,.0f}, {result['worker_anon']:,.0f}",
                     flush=True,
                 )
 
 
-def run_child(dataset: str, folder: Path, num_proc: str) -> dict:
+def run_child(dataset: str, folder: Path, num_proc: str, tokenize_train: str) -> dict:
     """One measurement in a fresh process: peak RSS is its own, and nothing is warm."""
     for prepared in folder.glob("prepared"):
         subprocess.run(["rm", "-rf", str(prepared)], check=True)
-    command = [sys.executable, __file__, "--child", dataset, str(folder), num_proc]
+    command = [sys.executable, __file__, "--child", dataset, str(folder), num_proc, tokenize_train]
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:

@@ -35,10 +35,11 @@ from storygen.run.checks import check_optimizer
 
 
 def tokens_per_epoch(cfg: DictConfig) -> int:
+    """Counted from the train split tokenized ahead (as a run tokenizing as it loads would
+    read them)."""
     tokenizer = instantiate(cfg.model.tokenizer)
-    datamodule = instantiate(cfg.data, tokenizer=tokenizer)
-    datamodule.setup("fit")
-    return sum(len(ids) for ids in datamodule.tokenized["train"]["input_ids"])
+    datamodule = instantiate(cfg.data, tokenizer=tokenizer, tokenize_train="ahead")
+    return datamodule.train_size()[2]
 
 
 def report(cfg: DictConfig) -> str:

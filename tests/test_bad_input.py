@@ -135,6 +135,14 @@ CASES = {
         ],
         "error: data.packing=true, but BloomForCausalLM",
     ),
+    "unknown-tokenize-train": (
+        lambda tmp: ["data.tokenize_train=lazily"],
+        "error: data.tokenize_train='lazily' is not known; use one of ahead, as_loaded",
+    ),
+    "as-loaded-packing": (
+        lambda tmp: ["data.tokenize_train=as_loaded", "data.packing=true"],
+        "error: data.tokenize_train=as_loaded cannot serve data.packing=true",
+    ),
     "template-without-prompt": (
         lambda tmp: ["data.prompt_template=Story:"],
         "error: data.prompt_template='Story:' has no `{prompt}` placeholder",

@@ -149,6 +149,7 @@ class Case:
 
 STREAM = ("data.streaming=true", "data.shuffle_buffer=1", "trainer.max_steps=12")
 ACCUMULATE = ("trainer.accumulate_grad_batches=2",)
+AS_LOADED = ("data.tokenize_train=as_loaded", "data.num_workers=2")
 CASES = {
     "mid_epoch": Case(at_batch=8, stopped_at=9, wandb=True),
     "epoch_boundary": Case(first_epochs=1, stopped_at=6),
@@ -175,6 +176,8 @@ CASES = {
         at_batch=8,
         stopped_at=9,
     ),
+    # train tokenized by two loader workers as they load its batches
+    "tokenized_as_loaded": Case(AS_LOADED, at_batch=8, stopped_at=9),
     "stream_mid_epoch": Case(STREAM, at_batch=8, stopped_at=9),
     # stopped in the stream's last batch: the next epoch must start a new pass, not end at once
     "stream_last_batch": Case(STREAM, at_batch=5, stopped_at=6),
@@ -353,3 +356,10 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
         state = torch.load(checkpoint, weights_only=False)
         assert state["global_step"] <= 4
         assert all(torch.isfinite(tensor).all() for tensor in state["state_dict"].values())
+
+
+def test_train_tokenized_as_loaded_trains_as_train_tokenized_ahead(uninterrupted):
+    ahead, as_loaded = uninterrupted(()), uninterrupted(AS_LOADED)
+    expected, actual = last_checkpoint(ahead), last_checkpoint(as_loaded)
+    assert largest_difference(expected["state_dict"], actual["state_dict"]) <= 1e-6
+    assert largest_difference(logged_losses(ahead), logged_losses(as_loaded)) <= 1e-6

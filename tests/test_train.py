@@ -419,6 +419,12 @@ PLANNED_RUNS = {
         8,
         2,
     ),
+    # the same batches, tokenized as they load: the plan knows no tokens
+    "tokenized-as-loaded": (
+        ["data.tokenize_train=as_loaded", "trainer.val_check_interval=3"],
+        6,
+        2,
+    ),
 }
 
 
@@ -438,7 +444,10 @@ def test_the_plan_is_what_the_run_does_and_the_end_is_validated(case, tmp_path, 
     assert len(val_steps) == validations
     assert val_steps[-1] == train_steps[-1]  # the model training ended with was validated
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Plan:")]
-    assert line.startswith(f"Plan: 48 stories, {plan['tokens_per_epoch']:,} tokens per epoch")
+    tokens = plan["tokens_per_epoch"]
+    assert (tokens is None) == (case == "tokenized-as-loaded")
+    counted = "tokenized as they load" if tokens is None else f"{tokens:,} tokens per epoch"
+    assert line.startswith(f"Plan: 48 stories, {counted};")
     assert f"= {steps} optimizer steps; {validations} validations" in line
 
 

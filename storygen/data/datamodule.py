@@ -26,7 +26,12 @@ from transformers import PreTrainedTokenizerBase
 from storygen.data import formatting, packing, sentences, streams
 from storygen.data.cache import cache_key, library_versions, load_or_prepare, source_digest
 from storygen.data.collate import PromptMaskingCollator
-from storygen.data.formatting import LAYOUT_VERSION, StoryFormat, tokenize_stories
+from storygen.data.formatting import (
+    LAYOUT_VERSION,
+    StoryFormat,
+    tokenize_for_training,
+    tokenize_stories,
+)
 from storygen.data.packing import pack_stories
 from storygen.data.sampling import EpochShuffleSampler, LengthGroupedBatchSampler
 from storygen.data.streams import Split, StreamLoader, map_split
@@ -34,6 +39,12 @@ from storygen.errors import StorygenError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
+TOKENIZE_TRAIN = ("ahead", "as_loaded")
+# data.tokenize_train=null tokenizes a train split of this many bytes or more as it loads, when
+# nothing needs its tokens first. Ahead, 64 MB (~60,000 TinyStories stories) take ~15 s on 2
+# cores and full TinyStories' 2 GB ~8 min, the GPU waiting; as loaded, a batch of 8 stories
+# takes ~2 ms in a loader worker. Below it, ahead costs seconds and the plan counts tokens.
+AS_LOADED_BYTES = 64_000_000
 
 
 def preparing_code(corpus: StoryCorpus) -> list:
@@ -48,17 +59,23 @@ def preparing_code(corpus: StoryCorpus) -> list:
         packing,
         StoryDataModule._prepare,
         StoryDataModule._limit,
+        StoryDataModule._tokenizes_as_loaded,
     ]
 
 
 class StoryCorpus(Protocol):
     def load(
-        self, streaming: bool = False, num_proc: int | None = None, work_dir: Path | None = None
+        self,
+        streaming: bool = False,
+        num_proc: int | None = None,
+        work_dir: Path | None = None,
+        train_openings: bool = True,
     ) -> dict[str, Split]:
         """Splits train/validation/test with string columns `prompt` and `story`; with
         `streaming`, train is an IterableDataset read as training goes. `num_proc` processes
         clean or split the stories (None: chosen by streams.processes). Local files are read
-        into Arrow files under `work_dir` (None: into memory)."""
+        into Arrow files under `work_dir` (None: into memory). Without `train_openings`, train's
+        stories may come whole with an empty prompt (nothing reads where they open)."""
 
     def source_files(self) -> list[Path]:
         """Local files the corpus reads (none for the hub), so edits invalidate the cache."""
@@ -74,6 +91,35 @@ class StoryPrompt:
     prompt: str
     model_input: str
     reference: str
+
+
+def check_tokenize_train(
+    tokenize_train: str | None, story_format: StoryFormat, packing: bool, group_by_length: bool
+) -> str | None:
+    """data.tokenize_train as set, refusing as_loaded where the tokens are needed first:
+    packing and group_by_length read every story's tokens, and a masked prompt filling
+    max_length drops its story (the loader's rows must be the stories)."""
+    if tokenize_train is not None and tokenize_train not in TOKENIZE_TRAIN:
+        raise StorygenError(
+            f"data.tokenize_train={tokenize_train!r} is not known; use one of "
+            f"{', '.join(TOKENIZE_TRAIN)}, or null to choose by the split's size."
+        )
+    needs = [
+        setting
+        for setting, needed in (
+            ("data.packing=true", packing),
+            ("data.group_by_length=true", group_by_length),
+            ("data.train_on_prompt=false", not story_format.train_on_prompt),
+        )
+        if needed
+    ]
+    if tokenize_train == "as_loaded" and needs:
+        raise StorygenError(
+            f"data.tokenize_train=as_loaded cannot serve {' and '.join(needs)}, which "
+            "need every train story's tokens before training; set data.tokenize_train=ahead "
+            "(or null)."
+        )
+    return tokenize_train
 
 
 class StoryDataModule(LightningDataModule):
@@ -97,6 +143,7 @@ class StoryDataModule(LightningDataModule):
         pack_whole_stories: bool = True,
         streaming: bool = False,
         shuffle_buffer: int = 10_000,
+        tokenize_train: str | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -122,6 +169,9 @@ class StoryDataModule(LightningDataModule):
                 "data.group_by_length=true sorts stories by length, which a stream does not "
                 "know ahead; use data.packing=true with data.streaming=true instead."
             )
+        self.tokenize_train = check_tokenize_train(
+            tokenize_train, self.story_format, packing, group_by_length
+        )
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.collator = PromptMaskingCollator(pad_token_id=tokenizer.pad_token_id)
         self.train_tokens = 0
@@ -144,6 +194,14 @@ class StoryDataModule(LightningDataModule):
         else:
             prepared = load_or_prepare(self.cache_dir, self.cache_key(), self._prepare)
         self.stories, self.tokenized = prepared["stories"], prepared["tokenized"]
+        if "train" not in self.tokenized:  # tokenized as its batches load
+            self.tokenized["train"] = self.stories["train"].with_transform(
+                partial(
+                    tokenize_for_training,
+                    tokenizer=self.tokenizer,
+                    story_format=self.story_format,
+                )
+            )
         self.truncated, self.examples = (
             prepared["stats"]["truncated"],
             prepared["stats"]["examples"],
@@ -151,19 +209,24 @@ class StoryDataModule(LightningDataModule):
         log.info(
             "Stories: %s",
             ", ".join(
-                f"{split} {len(rows):,}" if isinstance(rows, Dataset) else f"{split} streamed"
-                for split, rows in self.tokenized.items()
+                f"{split} {len(self.tokenized[split]):,}"
+                if isinstance(self.tokenized[split], Dataset)
+                else f"{split} streamed"
+                for split in SPLITS
             ),
         )
         self._report_truncated()
 
-    def train_size(self) -> tuple[int, int, int] | None:
+    def train_size(self) -> tuple[int, int, int | None] | None:
         """(stories, rows, tokens) of the prepared train split, rows being packed rows when
-        packing; None for a stream, whose length is known once it ends."""
+        packing, tokens None when tokenized as loaded; None for a stream, whose length is
+        known once it ends."""
         self.setup()
         train = self.tokenized["train"]
         if not isinstance(train, Dataset):
             return None
+        if "input_ids" not in train.column_names:  # its stories, tokenized as they load
+            return len(train), len(train), None
         table = train.with_format("arrow", columns=["input_ids"])[:]
         tokens = pc.sum(pc.list_value_length(table["input_ids"]))
         return self.examples["train"], len(train), int(tokens.as_py() or 0)
@@ -176,6 +239,7 @@ class StoryDataModule(LightningDataModule):
             self.corpus.hub_revision(),
             self.tokenizer,
             self.story_format,
+            self.tokenize_train,
             LAYOUT_VERSION,
             self.max_samples,
             self.packing and ("whole" if self.pack_whole_stories else "run-on"),
@@ -185,22 +249,27 @@ class StoryDataModule(LightningDataModule):
 
     def _prepare(self, work_dir: Path) -> dict[str, dict[str, Split]]:
         stories = self.corpus.load(
-            streaming=self.streaming, num_proc=self.num_proc, work_dir=work_dir
+            streaming=self.streaming,
+            num_proc=self.num_proc,
+            work_dir=work_dir,
+            train_openings=self.story_format.opening_shapes_tokens,
         )
         for split in SPLITS:
             stories[split] = self._limit(split, stories[split])
         columns = stories["validation"].column_names
+        as_loaded = self._tokenizes_as_loaded(stories["train"])
+        ahead = [split for split in SPLITS if not (split == "train" and as_loaded)]
         tokenized = {
             split: map_split(
-                rows,
+                stories[split],
                 partial(tokenize_stories, tokenizer=self.tokenizer, story_format=self.story_format),
                 f"Tokenizing ({split})",
                 num_proc=self.num_proc,
                 remove_columns=columns,
             )
-            for split, rows in stories.items()
+            for split in ahead
         }
-        for split in SPLITS:
+        for split in ahead:
             self._check_dropped(split, stories[split], tokenized[split])
         # counted before packing: the warning speaks of stories, not packed rows
         counted = {split: rows for split, rows in tokenized.items() if isinstance(rows, Dataset)}
@@ -212,6 +281,8 @@ class StoryDataModule(LightningDataModule):
             },
             "examples": {split: len(rows) for split, rows in counted.items()},
         }
+        if as_loaded:  # learned prompts drop no story; its cuts are not known ahead
+            stats["examples"]["train"] = len(stories["train"])
         tokenized = {split: rows.remove_columns("truncated") for split, rows in tokenized.items()}
         if self.packing:
             # Validation and test stay one story per row: their loss reads the same either way.
@@ -232,6 +303,17 @@ class StoryDataModule(LightningDataModule):
             "tokenized": DatasetDict(tokenized),
             "stats": stats,
         }
+
+    def _tokenizes_as_loaded(self, train: Split) -> bool:
+        """data.tokenize_train, where null is as_loaded for a large Dataset (a stream tokenizes
+        as it is read anyway) whose tokens nothing needs first (see check_tokenize_train)."""
+        if self.tokenize_train is not None or not isinstance(train, Dataset):
+            return self.tokenize_train == "as_loaded" and isinstance(train, Dataset)
+        return (
+            self.story_format.train_on_prompt
+            and not (self.packing or self.group_by_length)
+            and train.data.nbytes >= AS_LOADED_BYTES
+        )
 
     def _report_truncated(self) -> None:
         """Stories cut at max_length end without EOS: say how many, and record the counts (as

@@ -59,6 +59,13 @@ class StoryFormat:
     def render_prompt(self, prompt: str) -> str:
         return self.template.format(prompt=prompt)
 
+    @property
+    def opening_shapes_tokens(self) -> bool:
+        """Whether a training row's tokens depend on where its prompt ends. Not with the bare
+        `{prompt}` template and a learned prompt: prompt + story is the story as written, so
+        a train split need not be split into openings (Punkt) at all."""
+        return not (self.template == "{prompt}" and self.train_on_prompt)
+
 
 def prompt_tokens(encoding: Encoding, prompt_end: int) -> int:
     """How many tokens lie wholly inside the first `prompt_end` characters (their offsets end
@@ -78,6 +85,16 @@ def encode_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[lis
     not learned is masked by those offsets, so it keeps the plain call."""
     encodings = tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
     return [encoding.ids for encoding in encodings]
+
+
+def tokenize_for_training(
+    batch: dict[str, list[str]], tokenizer: PreTrainedTokenizerBase, story_format: StoryFormat
+) -> dict[str, list]:
+    """A train batch tokenized as the loader reads it (data.tokenize_train=as_loaded): the rows
+    tokenize_stories writes ahead, without its `truncated` count. Only for learned prompts,
+    which never drop a story, so the rows stay the stories' rows."""
+    rows = tokenize_stories(batch, tokenizer, story_format)
+    return {"input_ids": rows["input_ids"], "labels": rows["labels"]}
 
 
 def tokenize_stories(

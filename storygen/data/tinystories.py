@@ -164,16 +164,22 @@ class TinyStoriesCorpus:
         return [Path(self.train_file), Path(self.validation_file)]
 
     def load(
-        self, streaming: bool = False, num_proc: int | None = None, work_dir: Path | None = None
+        self,
+        streaming: bool = False,
+        num_proc: int | None = None,
+        work_dir: Path | None = None,
+        train_openings: bool = True,
     ) -> dict[str, Split]:
         raw = stream_train(self._load_text(streaming, work_dir), streaming)
         held_out = raw["validation"].train_test_split(test_size=self.test_size, seed=self.seed)
         splits = {"train": raw["train"], "validation": held_out["train"], "test": held_out["test"]}
+        # validation and test prompt generation; train's opening matters only to some formats
+        openings = {"train": train_openings, "validation": True, "test": True}
         return {
             split: map_split(
                 stories,
-                self._split_prompt,
-                f"Splitting openings ({split})",
+                self._split_prompt if openings[split] else self._whole_story,
+                f"{'Splitting openings' if openings[split] else 'Tidying'} ({split})",
                 num_proc=num_proc,
                 remove_columns=["text"],
             )
@@ -198,6 +204,14 @@ class TinyStoriesCorpus:
         return {
             split: without_blanks(load_text_file(Path(path), work_dir), ["text"], str(path))
             for split, path in files.items()
+        }
+
+    @staticmethod
+    def _whole_story(batch: dict[str, list]) -> dict[str, list[str]]:
+        """The story whole, its prompt empty: what _split_prompt's two halves join into."""
+        return {
+            "prompt": [""] * len(batch["text"]),
+            "story": [tidy(text) for text in batch["text"]],
         }
 
     def _split_prompt(self, batch: dict[str, list]) -> dict[str, list[str]]:

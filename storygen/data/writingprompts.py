@@ -233,8 +233,13 @@ class WritingPromptsCorpus:
         ]
 
     def load(
-        self, streaming: bool = False, num_proc: int | None = None, work_dir: Path | None = None
+        self,
+        streaming: bool = False,
+        num_proc: int | None = None,
+        work_dir: Path | None = None,
+        train_openings: bool = True,
     ) -> dict[str, Split]:
+        """train_openings is moot: every story comes with its prompt."""
         raw = stream_train(self._load_raw(streaming, work_dir), streaming)
         return {
             split: map_split(pairs, self._clean, f"Cleaning ({split})", num_proc=num_proc)

@@ -29,7 +29,8 @@ class TrainingPlan:
     stories: int | None
     """train stories (before packing); None: streamed"""
     tokens_per_epoch: int | None
-    """train tokens of one pass over the data, the EOS included"""
+    """train tokens of one pass over the data, the EOS included; None: streamed, or
+    tokenized as loaded"""
     batches_per_epoch: int | None
     epochs: int | None
     """epochs begun (the last one may stop at max_steps)"""
@@ -42,8 +43,13 @@ class TrainingPlan:
             return "unknown" if value is None else f"{value:,}"
 
         stories = "streamed" if self.stories is None else f"{self.stories:,}"
+        tokens = (
+            "tokenized as they load"
+            if self.tokens_per_epoch is None and self.stories is not None
+            else f"{count(self.tokens_per_epoch)} tokens per epoch"
+        )
         return (
-            f"Plan: {stories} stories, {count(self.tokens_per_epoch)} tokens per epoch; "
+            f"Plan: {stories} stories, {tokens}; "
             f"{count(self.batches_per_epoch)} batches per epoch x {count(self.epochs)} "
             f"epoch{'' if self.epochs == 1 else 's'} "
             f"= {count(self.optimizer_steps)} optimizer steps; {count(self.validations)} "
@@ -79,7 +85,7 @@ def batches_per_epoch(rows: int, batch_size: int, world_size: int, limit: int | 
 
 
 def plan_training(
-    trainer: Trainer, train_size: tuple[int, int, int] | None, batch_size: int
+    trainer: Trainer, train_size: tuple[int, int, int | None] | None, batch_size: int
 ) -> TrainingPlan:
     """The plan of `trainer.fit` over the train split's (stories, rows, tokens) (None: a
     stream), refusing a validation interval longer than the epoch here rather than after the

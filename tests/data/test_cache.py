@@ -245,7 +245,7 @@ class ResearchCorpus:
     def hub_revision(self):
         return None
 
-    def load(self, streaming=False, num_proc=None, work_dir=None):
+    def load(self, streaming=False, num_proc=None, work_dir=None, train_openings=True):
         rows = {"prompt": ["A fox.", "A cat."], "story": [" It ran.  ", " It sat.  "]}
         rows["story"] = [clean_story(story) for story in rows["story"]]
         return {split: Dataset.from_dict(rows) for split in ("train", "validation", "test")}

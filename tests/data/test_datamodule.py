@@ -7,14 +7,18 @@ import logging
 import os
 import subprocess
 import sys
+from functools import partial
 
 import lightning as L
 import pytest
+import torch
 import yaml
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 
+from storygen.data import datamodule as datamodule_module
 from storygen.data.datamodule import StoryDataModule
+from storygen.data.formatting import tokenize_stories
 from tests.conftest import ROOT, TINY_RUN, compose_config
 
 MISTRAL_WRITINGPROMPTS = [
@@ -122,3 +126,87 @@ def test_another_process_computes_the_same_cache_keys(tmp_path):
         check=True,
     )
     assert result.stdout.split() == here
+
+
+@pytest.mark.parametrize("model", ["gpt2_tiny", "mistral_tiny_lora"])
+def test_train_tokenized_as_loaded_is_train_tokenized_ahead(model, tmp_path):
+    """Row for row and batch for batch (in loader workers too), stories cut included; GPT-2
+    adds no BOS, Mistral one."""
+    overrides = [*TINY_RUN, f"model={model}", "data.max_length=160", "data.cache_dir=null"]
+    ahead = build_datamodule([*overrides, "data.tokenize_train=ahead"], tmp_path)
+    as_loaded = build_datamodule(
+        [*overrides, "data.tokenize_train=as_loaded", "data.num_workers=2"], tmp_path
+    )
+    for datamodule in (ahead, as_loaded):
+        datamodule.setup()
+    assert "input_ids" not in as_loaded.tokenized["train"].column_names  # not tokenized yet
+    rows = ahead.tokenized["train"].to_list()
+    assert 0 < ahead.truncated["train"] < len(rows) == 48
+    assert [as_loaded.tokenized["train"][i] for i in range(48)] == rows
+    for expected, batch in zip(ahead.train_dataloader(), as_loaded.train_dataloader(), strict=True):
+        assert expected.keys() == batch.keys()
+        assert all(torch.equal(expected[key], batch[key]) for key in expected)
+    assert as_loaded.examples == ahead.examples
+    assert "train" not in as_loaded.truncated  # known only once tokenized
+    assert as_loaded.train_size() == (48, 48, None)
+    for split in ("validation", "test"):
+        assert as_loaded.tokenized[split].to_dict() == ahead.tokenized[split].to_dict()
+
+
+def test_train_stories_left_whole_tokenize_as_their_openings_and_rests(tmp_path):
+    """With the bare `{prompt}` template and learned prompts, train is not split into
+    openings; its tokens are those of the split stories, prompt + rest."""
+    datamodule = build_datamodule([*TINY_RUN, "data.max_length=64"], tmp_path)
+    datamodule.setup()
+    whole = datamodule.stories["train"]
+    assert set(whole["prompt"]) == {""}
+    split = datamodule.corpus.load(train_openings=True)["train"].select(range(48))
+    assert (
+        all(split["prompt"])
+        and [p + s for p, s in zip(split["prompt"], split["story"])] == (whole["story"])
+    )
+    tokenize = partial(
+        tokenize_stories, tokenizer=datamodule.tokenizer, story_format=datamodule.story_format
+    )
+    assert tokenize(split[:]) == tokenize(whole[:])
+    # validation and test keep their openings: generation is prompted with them
+    assert all(datamodule.stories["test"]["prompt"])
+
+
+def test_tokenize_train_null_tokenizes_a_large_learned_split_as_it_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(datamodule_module, "AS_LOADED_BYTES", 10_000)  # the sample's 48: ~40 KB
+    overrides = [*TINY_RUN, "data.cache_dir=null"]
+    chosen = {}
+    for name, extra in {
+        "learned": [],
+        "small": ["data.max_train_samples=4"],
+        "packing": ["data.packing=true"],
+        "group_by_length": ["data.group_by_length=true"],
+        "masked": ["data=writingprompts", "data.corpus.source=sample"],
+    }.items():
+        datamodule = build_datamodule([*overrides, *extra], tmp_path)
+        datamodule.setup()
+        chosen[name] = "input_ids" not in datamodule.tokenized["train"].column_names
+    assert chosen == {
+        "learned": True,
+        "small": False,
+        "packing": False,
+        "group_by_length": False,
+        "masked": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["data.packing=true"], "data.tokenize_train=as_loaded cannot serve data.packing=true"),
+        (["data.group_by_length=true"], "cannot serve data.group_by_length=true"),
+        (["data.train_on_prompt=false"], "cannot serve data.train_on_prompt=false"),
+    ],
+)
+def test_tokenize_train_as_loaded_is_refused_where_tokens_are_needed_first(
+    extra, message, tmp_path
+):
+    with pytest.raises(Exception, match=message) as raised:
+        build_datamodule([*TINY_RUN, "data.tokenize_train=as_loaded", *extra], tmp_path)
+    assert "set data.tokenize_train=ahead" in str(raised.value)
