@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset
@@ -29,6 +31,7 @@ from storygen.data.collate import PromptMaskingCollator
 from storygen.data.formatting import (
     LAYOUT_VERSION,
     StoryFormat,
+    fewest_bytes_filling,
     tokenize_for_training,
     tokenize_stories,
 )
@@ -59,23 +62,32 @@ def preparing_code(corpus: StoryCorpus) -> list:
         packing,
         StoryDataModule._prepare,
         StoryDataModule._limit,
+        StoryDataModule._may_tokenize_as_loaded,
         StoryDataModule._tokenizes_as_loaded,
+        StoryDataModule._without_prompts_filling_max_length,
     ]
 
 
 class StoryCorpus(Protocol):
+    finish_train: Callable[[dict], dict] | None
+    """Completes a batch of train rows that load(finish_train_later=True) left unfinished (as
+    the loader reads them, or ahead); None where load leaves nothing to finish."""
+
     def load(
         self,
         streaming: bool = False,
         num_proc: int | None = None,
         work_dir: Path | None = None,
         train_openings: bool = True,
+        finish_train_later: bool = False,
     ) -> dict[str, Split]:
         """Splits train/validation/test with string columns `prompt` and `story`; with
         `streaming`, train is an IterableDataset read as training goes. `num_proc` processes
         clean or split the stories (None: chosen by streams.processes). Local files are read
         into Arrow files under `work_dir` (None: into memory). Without `train_openings`, train's
-        stories may come whole with an empty prompt (nothing reads where they open)."""
+        stories may come whole with an empty prompt (nothing reads where they open). With
+        `finish_train_later`, train's prompts are final but its stories may wait for
+        finish_train."""
 
     def source_files(self) -> list[Path]:
         """Local files the corpus reads (none for the hub), so edits invalidate the cache."""
@@ -94,11 +106,10 @@ class StoryPrompt:
 
 
 def check_tokenize_train(
-    tokenize_train: str | None, story_format: StoryFormat, packing: bool, group_by_length: bool
+    tokenize_train: str | None, packing: bool, group_by_length: bool
 ) -> str | None:
-    """data.tokenize_train as set, refusing as_loaded where the tokens are needed first:
-    packing and group_by_length read every story's tokens, and a masked prompt filling
-    max_length drops its story (the loader's rows must be the stories)."""
+    """data.tokenize_train as set, refusing as_loaded where packing or group_by_length need
+    every story's tokens first."""
     if tokenize_train is not None and tokenize_train not in TOKENIZE_TRAIN:
         raise StorygenError(
             f"data.tokenize_train={tokenize_train!r} is not known; use one of "
@@ -109,7 +120,6 @@ def check_tokenize_train(
         for setting, needed in (
             ("data.packing=true", packing),
             ("data.group_by_length=true", group_by_length),
-            ("data.train_on_prompt=false", not story_format.train_on_prompt),
         )
         if needed
     ]
@@ -169,9 +179,7 @@ class StoryDataModule(LightningDataModule):
                 "data.group_by_length=true sorts stories by length, which a stream does not "
                 "know ahead; use data.packing=true with data.streaming=true instead."
             )
-        self.tokenize_train = check_tokenize_train(
-            tokenize_train, self.story_format, packing, group_by_length
-        )
+        self.tokenize_train = check_tokenize_train(tokenize_train, packing, group_by_length)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.collator = PromptMaskingCollator(pad_token_id=tokenizer.pad_token_id)
         self.train_tokens = 0
@@ -200,6 +208,7 @@ class StoryDataModule(LightningDataModule):
                     tokenize_for_training,
                     tokenizer=self.tokenizer,
                     story_format=self.story_format,
+                    finish=self.corpus.finish_train,
                 )
             )
         self.truncated, self.examples = (
@@ -248,16 +257,26 @@ class StoryDataModule(LightningDataModule):
         )
 
     def _prepare(self, work_dir: Path) -> dict[str, dict[str, Split]]:
+        finish = self.corpus.finish_train if self._may_tokenize_as_loaded() else None
         stories = self.corpus.load(
             streaming=self.streaming,
             num_proc=self.num_proc,
             work_dir=work_dir,
             train_openings=self.story_format.opening_shapes_tokens,
+            finish_train_later=finish is not None,
         )
         for split in SPLITS:
             stories[split] = self._limit(split, stories[split])
         columns = stories["validation"].column_names
         as_loaded = self._tokenizes_as_loaded(stories["train"])
+        if as_loaded and not self.story_format.train_on_prompt:
+            kept = self._without_prompts_filling_max_length(stories["train"], finish)
+            self._check_dropped("train", stories["train"], kept)
+            stories["train"] = kept
+        elif finish is not None and not as_loaded:  # a small split, finished ahead after all
+            stories["train"] = map_split(
+                stories["train"], finish, "Finishing (train)", num_proc=self.num_proc
+            )
         ahead = [split for split in SPLITS if not (split == "train" and as_loaded)]
         tokenized = {
             split: map_split(
@@ -281,7 +300,7 @@ class StoryDataModule(LightningDataModule):
             },
             "examples": {split: len(rows) for split, rows in counted.items()},
         }
-        if as_loaded:  # learned prompts drop no story; its cuts are not known ahead
+        if as_loaded:  # its dropped stories are gone; its cuts are not known ahead
             stats["examples"]["train"] = len(stories["train"])
         tokenized = {split: rows.remove_columns("truncated") for split, rows in tokenized.items()}
         if self.packing:
@@ -304,16 +323,43 @@ class StoryDataModule(LightningDataModule):
             "stats": stats,
         }
 
-    def _tokenizes_as_loaded(self, train: Split) -> bool:
-        """data.tokenize_train, where null is as_loaded for a large Dataset (a stream tokenizes
-        as it is read anyway) whose tokens nothing needs first (see check_tokenize_train)."""
-        if self.tokenize_train is not None or not isinstance(train, Dataset):
-            return self.tokenize_train == "as_loaded" and isinstance(train, Dataset)
-        return (
-            self.story_format.train_on_prompt
-            and not (self.packing or self.group_by_length)
-            and train.data.nbytes >= AS_LOADED_BYTES
+    def _may_tokenize_as_loaded(self) -> bool:
+        """Whether train could be tokenized as loaded: not when asked ahead, or when packing
+        or length groups need its tokens first, or when it streams (tokenized as it is read)."""
+        return self.tokenize_train != "ahead" and not (
+            self.packing or self.group_by_length or self.streaming
         )
+
+    def _tokenizes_as_loaded(self, train: Split) -> bool:
+        """data.tokenize_train, where null is as_loaded for a train split of AS_LOADED_BYTES or
+        more."""
+        if not self._may_tokenize_as_loaded():
+            return False
+        return self.tokenize_train == "as_loaded" or train.data.nbytes >= AS_LOADED_BYTES
+
+    def _without_prompts_filling_max_length(
+        self, train: Dataset, finish: Callable[[dict], dict] | None
+    ) -> Dataset:
+        """The train stories tokenize_stories keeps: those whose masked prompt leaves room. Only
+        a prompt of many bytes may fill max_length (fewest_bytes_filling); those few stories
+        are finished and tokenized here, one at a time."""
+        template_bytes = len(self.story_format.render_prompt("").encode("utf-8"))
+        prompts = train.with_format("arrow", columns=["prompt"])[:]["prompt"]
+        prompt_bytes = pc.add(pc.binary_length(prompts), template_bytes).to_numpy()
+        dropped = [
+            index
+            for index in np.flatnonzero(
+                prompt_bytes >= fewest_bytes_filling(self.tokenizer, self.story_format)
+            ).tolist()
+            if not tokenize_stories(
+                finish(train[index : index + 1]) if finish else train[index : index + 1],
+                self.tokenizer,
+                self.story_format,
+            )["input_ids"]
+        ]
+        if not dropped:
+            return train
+        return train.select(np.setdiff1d(np.arange(len(train)), dropped))
 
     def _report_truncated(self) -> None:
         """Stories cut at max_length end without EOS: say how many, and record the counts (as

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokenizers import Encoding
@@ -88,13 +89,28 @@ def encode_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[lis
 
 
 def tokenize_for_training(
-    batch: dict[str, list[str]], tokenizer: PreTrainedTokenizerBase, story_format: StoryFormat
+    batch: dict[str, list[str]],
+    tokenizer: PreTrainedTokenizerBase,
+    story_format: StoryFormat,
+    finish: Callable[[dict], dict] | None = None,
 ) -> dict[str, list]:
     """A train batch tokenized as the loader reads it (data.tokenize_train=as_loaded): the rows
-    tokenize_stories writes ahead, without its `truncated` count. Only for learned prompts,
-    which never drop a story, so the rows stay the stories' rows."""
-    rows = tokenize_stories(batch, tokenizer, story_format)
+    tokenize_stories writes ahead, without its `truncated` count, after the corpus's `finish`
+    (its cleaning, where it left that to the loader). The stories whose masked prompt would
+    fill max_length were dropped before: one row per story."""
+    rows = tokenize_stories(finish(batch) if finish else batch, tokenizer, story_format)
+    if len(rows["input_ids"]) != len(batch["story"]):
+        raise RuntimeError("a story reached the loader whose prompt fills data.max_length")
     return {"input_ids": rows["input_ids"], "labels": rows["labels"]}
+
+
+def fewest_bytes_filling(tokenizer: PreTrainedTokenizerBase, story_format: StoryFormat) -> int:
+    """The fewest UTF-8 bytes of a rendered prompt that may leave its story no room (its
+    tokens reaching room - 1: tokenize_stories drops it). Every token of a prompt holds at
+    least one of its bytes (byte-level BPE, SentencePiece's byte fallback) but SentencePiece's
+    leading `▁`, so a prompt of b bytes has at most b + 1 tokens."""
+    room = story_format.max_length - len(bos_prefix(tokenizer))
+    return room - 2
 
 
 def tokenize_stories(

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from datasets import Dataset, load_dataset
 
@@ -169,7 +170,9 @@ class TinyStoriesCorpus:
         num_proc: int | None = None,
         work_dir: Path | None = None,
         train_openings: bool = True,
+        finish_train_later: bool = False,
     ) -> dict[str, Split]:
+        """finish_train_later is moot: nothing is left to finish (finish_train is None)."""
         raw = stream_train(self._load_text(streaming, work_dir), streaming)
         held_out = raw["validation"].train_test_split(test_size=self.test_size, seed=self.seed)
         splits = {"train": raw["train"], "validation": held_out["train"], "test": held_out["test"]}
@@ -185,6 +188,8 @@ class TinyStoriesCorpus:
             )
             for split, stories in splits.items()
         }
+
+    finish_train: ClassVar[None] = None
 
     def _load_text(self, streaming: bool, work_dir: Path | None) -> dict[str, Split]:
         if self.source == "hub":

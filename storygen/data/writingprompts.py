@@ -238,13 +238,28 @@ class WritingPromptsCorpus:
         num_proc: int | None = None,
         work_dir: Path | None = None,
         train_openings: bool = True,
+        finish_train_later: bool = False,
     ) -> dict[str, Split]:
-        """train_openings is moot: every story comes with its prompt."""
+        """train_openings is moot: every story comes with its prompt. finish_train_later
+        cleans train's prompts (and reads their tags) but leaves its stories to finish_train:
+        cleaning a story costs several times tokenizing it."""
         raw = stream_train(self._load_raw(streaming, work_dir), streaming)
+        later = {"train": finish_train_later, "validation": False, "test": False}
         return {
-            split: map_split(pairs, self._clean, f"Cleaning ({split})", num_proc=num_proc)
+            split: map_split(
+                pairs,
+                self._clean_prompts if later[split] else self._clean,
+                f"Cleaning {'prompts ' if later[split] else ''}({split})",
+                num_proc=num_proc,
+            )
             for split, pairs in raw.items()
         }
+
+    def finish_train(self, batch: dict[str, list[str]]) -> dict[str, list[str]]:
+        """The stories of train rows loaded with finish_train_later, cleaned as load cleans."""
+        if not self.clean:
+            return batch
+        return batch | {"story": [clean_story(s, self.max_story_words) for s in batch["story"]]}
 
     def _load_raw(self, streaming: bool, work_dir: Path | None) -> dict[str, Split]:
         if self.source == "hub":
@@ -259,6 +274,9 @@ class WritingPromptsCorpus:
         return {
             split: read_split_files(data_dir, name, work_dir) for split, name in FILE_SPLITS.items()
         }
+
+    def _clean_prompts(self, batch: dict[str, list[str]]) -> dict[str, list[str]]:
+        return self._clean({"prompt": batch["prompt"], "story": []}) | {"story": batch["story"]}
 
     def _clean(self, batch: dict[str, list[str]]) -> dict[str, list[str]]:
         tags = [split_tag(prompt)[0] for prompt in batch["prompt"]]

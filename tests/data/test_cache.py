@@ -239,13 +239,18 @@ def clean_story(text):
 
 @dataclass(frozen=True)
 class ResearchCorpus:
+    finish_train = None
+
     def source_files(self):
         return []
 
     def hub_revision(self):
         return None
 
-    def load(self, streaming=False, num_proc=None, work_dir=None, train_openings=True):
+    def load(
+        self, streaming=False, num_proc=None, work_dir=None, train_openings=True,
+        finish_train_later=False,
+    ):
         rows = {"prompt": ["A fox.", "A cat."], "story": [" It ran.  ", " It sat.  "]}
         rows["story"] = [clean_story(story) for story in rows["story"]]
         return {split: Dataset.from_dict(rows) for split in ("train", "validation", "test")}

@@ -128,29 +128,55 @@ def test_another_process_computes_the_same_cache_keys(tmp_path):
     assert result.stdout.split() == here
 
 
-@pytest.mark.parametrize("model", ["gpt2_tiny", "mistral_tiny_lora"])
-def test_train_tokenized_as_loaded_is_train_tokenized_ahead(model, tmp_path):
-    """Row for row and batch for batch (in loader workers too), stories cut included; GPT-2
-    adds no BOS, Mistral one."""
-    overrides = [*TINY_RUN, f"model={model}", "data.max_length=160", "data.cache_dir=null"]
+AS_LOADED_CASES = {
+    # GPT-2 adds no BOS, Mistral one; some stories cut at 160 tokens
+    "tinystories-gpt2": ["data.max_length=160"],
+    "tinystories-mistral": ["model=mistral_tiny_lora", "data.max_length=160"],
+    # masked prompts, stories cleaned as they load: at 32 tokens some prompts fill the row
+    # (their stories dropped), at 120 the longest prompts are checked and kept
+    "writingprompts-drops": [
+        "data=writingprompts",
+        "data.corpus.source=sample",
+        "data.max_length=32",
+    ],
+    "writingprompts-mistral": [
+        "model=mistral_tiny_lora",
+        "data=writingprompts",
+        "data.corpus.source=sample",
+        "data.max_length=120",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", AS_LOADED_CASES)
+def test_train_tokenized_as_loaded_is_train_tokenized_ahead(case, tmp_path, caplog):
+    """Row for row and batch for batch (in loader workers too), cut and dropped stories
+    included."""
+    overrides = [*TINY_RUN, *AS_LOADED_CASES[case], "data.cache_dir=null"]
     ahead = build_datamodule([*overrides, "data.tokenize_train=ahead"], tmp_path)
     as_loaded = build_datamodule(
         [*overrides, "data.tokenize_train=as_loaded", "data.num_workers=2"], tmp_path
     )
-    for datamodule in (ahead, as_loaded):
-        datamodule.setup()
+    with caplog.at_level(logging.WARNING):
+        ahead.setup()
+        warned_ahead, _ = caplog.text, caplog.clear()
+        as_loaded.setup()
     assert "input_ids" not in as_loaded.tokenized["train"].column_names  # not tokenized yet
     rows = ahead.tokenized["train"].to_list()
-    assert 0 < ahead.truncated["train"] < len(rows) == 48
-    assert [as_loaded.tokenized["train"][i] for i in range(48)] == rows
+    assert ahead.truncated["train"] > 0 and 0 < len(rows) <= 48
+    assert [as_loaded.tokenized["train"][i] for i in range(len(rows))] == rows
+    assert len(as_loaded.tokenized["train"]) == len(rows)
     for expected, batch in zip(ahead.train_dataloader(), as_loaded.train_dataloader(), strict=True):
         assert expected.keys() == batch.keys()
         assert all(torch.equal(expected[key], batch[key]) for key in expected)
     assert as_loaded.examples == ahead.examples
     assert "train" not in as_loaded.truncated  # known only once tokenized
-    assert as_loaded.train_size() == (48, 48, None)
+    assert as_loaded.train_size() == (len(rows), len(rows), None)
     for split in ("validation", "test"):
         assert as_loaded.tokenized[split].to_dict() == ahead.tokenized[split].to_dict()
+    dropped = [line for line in warned_ahead.splitlines() if "whose prompt fills" in line]
+    assert bool(dropped) == (case == "writingprompts-drops")
+    assert all(line.split(" - ")[-1] in caplog.text for line in dropped)
 
 
 def test_train_stories_left_whole_tokenize_as_their_openings_and_rests(tmp_path):
@@ -192,7 +218,7 @@ def test_tokenize_train_null_tokenizes_a_large_learned_split_as_it_loads(tmp_pat
         "small": False,
         "packing": False,
         "group_by_length": False,
-        "masked": False,
+        "masked": True,
     }
 
 
@@ -201,7 +227,6 @@ def test_tokenize_train_null_tokenizes_a_large_learned_split_as_it_loads(tmp_pat
     [
         (["data.packing=true"], "data.tokenize_train=as_loaded cannot serve data.packing=true"),
         (["data.group_by_length=true"], "cannot serve data.group_by_length=true"),
-        (["data.train_on_prompt=false"], "cannot serve data.train_on_prompt=false"),
     ],
 )
 def test_tokenize_train_as_loaded_is_refused_where_tokens_are_needed_first(

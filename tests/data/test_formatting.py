@@ -15,6 +15,7 @@ from storygen.data.formatting import (
     StoryFormat,
     bos_prefix,
     encode_ids,
+    fewest_bytes_filling,
     prompt_tokens,
     tokenize_stories,
 )
@@ -193,6 +194,24 @@ def test_prompt_tokens_count_what_the_offsets_count(tokenizer) -> None:
     for (prompt, story), encoding in zip(pairs, encoded.encodings):
         expected = offsets_count(tokenizer, prompt + story, len(prompt))
         assert prompt_tokens(encoding, len(prompt)) == expected, (prompt, story)
+
+
+@pytest.mark.parametrize("tokenizer", [TOKENIZER, MISTRAL], ids=["gpt2", "mistral"])
+def test_a_prompt_has_at_most_one_token_more_than_bytes(tokenizer) -> None:
+    """The bound that lets stories tokenized as they load skip all but the longest prompts."""
+    prompts = [
+        f"Prompt: {p}\nStory:\n"
+        for p in WritingPromptsCorpus(source="sample").load()["train"]["prompt"]
+    ]
+    prompts += ["", " ", "a", "  ", "\n", "🐈", " 🐈🐈", "☃☃☃", "ä", " x y z", "\t\t", "1 2 3 4"]
+    for prompt in prompts:
+        for story in ("", "It sat.", " It sat.", "🐈 ran", "\nNext"):
+            encoding = tokenizer(prompt + story, **NO_EXTRAS).encodings[0]
+            masked = prompt_tokens(encoding, len(prompt))
+            assert masked <= len(prompt.encode("utf-8")) + 1, (prompt, story)
+    story_format = StoryFormat("{prompt}", False, max_length=12)
+    room = 12 - len(bos_prefix(tokenizer))
+    assert fewest_bytes_filling(tokenizer, story_format) + 1 == room - 1
 
 
 @pytest.mark.parametrize(
