@@ -343,14 +343,15 @@ class StoryDataModule(LightningDataModule):
         """The train stories tokenize_stories keeps: those whose masked prompt leaves room. Only
         a prompt of many bytes may fill max_length (fewest_bytes_filling); those few stories
         are finished and tokenized here, one at a time."""
-        template_bytes = len(self.story_format.render_prompt("").encode("utf-8"))
-        prompts = train.with_format("arrow", columns=["prompt"])[:]["prompt"]
-        prompt_bytes = pc.add(pc.binary_length(prompts), template_bytes).to_numpy()
+        fewest = fewest_bytes_filling(self.tokenizer, self.story_format)
+        long_prompts = [
+            index
+            for index, prompt in enumerate(train["prompt"])
+            if len(self.story_format.render_prompt(prompt).encode("utf-8")) >= fewest
+        ]
         dropped = [
             index
-            for index in np.flatnonzero(
-                prompt_bytes >= fewest_bytes_filling(self.tokenizer, self.story_format)
-            ).tolist()
+            for index in long_prompts
             if not tokenize_stories(
                 finish(train[index : index + 1]) if finish else train[index : index + 1],
                 self.tokenizer,
