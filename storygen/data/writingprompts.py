@@ -103,6 +103,8 @@ def _untokenize(tokens: list[str]) -> str:
 
 
 def _glue_ellipses(prose: str) -> str:
+    if "..." not in prose:
+        return prose
     return ELLIPSIS_AFTER_WORD.sub("...", ELLIPSIS_BEFORE_WORD.sub("... ", prose))
 
 
@@ -130,6 +132,8 @@ def _attach_single_quotes(tokens: list[str]) -> list[str]:
     """Glue PTB's standalone `'` tokens to the words they quote: the detokenizer would glue
     each to the word before it (`said , ' hi '` -> `said,' hi'`). After a plural (`the dogs '
     bowls`) an unpaired `'` is a possessive; quotes still unpaired are left alone."""
+    if "'" not in tokens:
+        return tokens
     quotes = [i for i, token in enumerate(tokens) if token == "'"]
     if len(quotes) % 2:
         quotes = [i for i in quotes if not (i > 0 and tokens[i - 1][-1:] in ("s", "S"))]
@@ -175,14 +179,11 @@ def clean_story(text: str, max_words: int | None = 1000) -> str:
 
 def _cut_after_words(text: str, max_words: int) -> str:
     """Keep the first `max_words` words; `<newline>` tokens are not words."""
-    kept, count = [], 0
-    for token in text.split():
-        if token != "<newline>":
-            if count == max_words:
-                break
-            count += 1
-        kept.append(token)
-    return " ".join(kept)
+    tokens = text.split()
+    if 0 <= max_words < len(tokens) - tokens.count("<newline>"):
+        words = [index for index, token in enumerate(tokens) if token != "<newline>"]
+        tokens = tokens[: words[max_words]]
+    return " ".join(tokens)
 
 
 def read_lines(path: Path) -> list[str]:
