@@ -1,18 +1,28 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nltk.tokenize.treebank import TreebankWordTokenizer
+from nltk.tokenize.treebank import TreebankWordDetokenizer, TreebankWordTokenizer
 
 from storygen.data.datamodule import StoryDataModule
 from storygen.data.writingprompts import (
+    ELLIPSIS_AFTER_WORD,
+    ELLIPSIS_BEFORE_WORD,
+    FILE_SPLITS,
+    NEWLINES,
+    PTB_TRACE,
+    SAMPLE_DIR,
+    SPLIT_DASHES,
     WritingPromptsCorpus,
+    _attach_single_quotes,
     clean_prompt,
     clean_story,
+    read_lines,
     split_tag,
 )
 from storygen.errors import StorygenError
@@ -69,24 +79,24 @@ def test_a_scene_break_split_by_ptb_is_put_back_together() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("raw", "clean"),
-    [
-        # a spaced ellipsis is as much a sign of PTB text as a split `n't`
-        ("I waited ... and waited ... nothing .", "I waited... and waited... nothing."),
-        ("It was n't ... fine .", "It wasn't... fine."),
-        # PTB-tokenized Grimm (The Iron Stove): single quotes stand apart from what they quote
-        (
-            "But she was very much troubled , and said , ' dear father , listen to what has "
-            "befallen me ! ' and wept .",
-            "But she was very much troubled, and said, 'dear father, listen to what has "
-            "befallen me!' and wept.",
-        ),
-        ("He said ' hello ' to me", "He said 'hello' to me"),
-        ("' Hi , ' she said . ' What ? '", "'Hi,' she said. 'What?'"),
-        ("The dogs ' bowls were n't full .", "The dogs' bowls weren't full."),
-    ],
-)
+DETOKENIZED = [
+    # a spaced ellipsis is as much a sign of PTB text as a split `n't`
+    ("I waited ... and waited ... nothing .", "I waited... and waited... nothing."),
+    ("It was n't ... fine .", "It wasn't... fine."),
+    # PTB-tokenized Grimm (The Iron Stove): single quotes stand apart from what they quote
+    (
+        "But she was very much troubled , and said , ' dear father , listen to what has "
+        "befallen me ! ' and wept .",
+        "But she was very much troubled, and said, 'dear father, listen to what has "
+        "befallen me!' and wept.",
+    ),
+    ("He said ' hello ' to me", "He said 'hello' to me"),
+    ("' Hi , ' she said . ' What ? '", "'Hi,' she said. 'What?'"),
+    ("The dogs ' bowls were n't full .", "The dogs' bowls weren't full."),
+]
+
+
+@pytest.mark.parametrize(("raw", "clean"), DETOKENIZED)
 def test_ellipses_and_single_quotes_are_detokenized(raw: str, clean: str) -> None:
     assert clean_story(raw) == clean
     assert clean_story(clean) == clean
@@ -100,6 +110,102 @@ def test_clean_story_breaks_lines_and_paragraphs() -> None:
 def test_clean_story_keeps_the_first_words_only() -> None:
     assert clean_story("one two three <newline> four five", max_words=4) == "one two three\nfour"
     assert clean_story(" ".join(["w"] * 1200)).count("w") == 1000
+
+
+def clean_story_line_by_line(text: str, max_words: int | None = 1000) -> str:
+    """clean_story as it was before the lines went through the detokenizer in one call."""
+    text = text.replace("\n", " <newline> ")
+    if max_words is not None:
+        kept, count = [], 0
+        for token in text.split():
+            if token != "<newline>":
+                if count == max_words:
+                    break
+                count += 1
+            kept.append(token)
+        text = " ".join(kept)
+    lines = NEWLINES.sub(lambda run: "\n\n" if run.group(0).count("<newline>") > 1 else "\n", text)
+    return "\n".join(detokenize_alone(line) for line in lines.strip().split("\n")).strip()
+
+
+def detokenize_alone(line: str) -> str:
+    if SPLIT_DASHES.match(line.strip()):
+        return "".join(line.split())
+    if not PTB_TRACE.search(line):
+        return " ".join(line.split())
+    prose = TreebankWordDetokenizer().detokenize(_attach_single_quotes(line.split()))
+    return ELLIPSIS_AFTER_WORD.sub("...", ELLIPSIS_BEFORE_WORD.sub("... ", prose))
+
+
+# Lines whose first or last token a detokenizer pattern pairs with the space beside it
+EDGE_LINES = (
+    *("They were , ...", "... ` dogs `` 's it .", "wan 't 'm '", "So it 's --", "-- and then ."),
+    *("'' Bye . ''", "' Hi '", ", he said .", "n't it ?", "'s not !", "'t is .", "It costs $"),
+    *("it 's #", "; 1 .", "% off .", "He 's (", ") ok .", "I 'm ``", "! he 's", "... what ? ..."),
+    *(": it 's", ". it 's", "] it 's", "it 's [", "it 's {", "} it 's", "it 's <", "> it 's"),
+    *("it 's `", "it 's ,", "-- -- -"),
+    # one single quote a line: unpaired alone, a pair if quotes were paired across lines
+    *("He said ' hi , it 's", "me ' and left .", "the dogs ' bowls ' are here ."),
+)
+# Tokens that the detokenizer's patterns pair with a space or a character beside them, and the
+# separator itself, to begin and end the lines of generated stories
+EDGE_TOKENS = (
+    *("'", "''", "'''", "`", "``", '"', "x'", "dogs", "n't", "N'T", "'s", "'S", "'m", "'d", "'ll"),
+    *("'re", "'ve", "'t", "is", "was", "can", "not", "gon", "na", "wan", "more", "'n", "...", ".."),
+    *("....", "--", "-", "-- -- -", ".", ",", ";", ":", "!", "?", "%", "$", "#", "&", "*", "("),
+    *(")", "[", "]", "{", "}", "<", ">", "é", "½", "_", "\x00"),
+)
+STRAY_TOKENS = ("'", "'", "''", "`", "``", "...", "-- -- -", "n't", "'s", ".")
+BREAKS = (" <newline> ", " <newline> <newline> ", " <newline> <newline> <newline> ", "\n", " \t ")
+
+
+def ptb_stories(count: int, seed: int) -> list[str]:
+    """Raw stories from the sample's tokens, with lines that begin and end on EDGE_TOKENS, empty
+    lines and runs of line breaks."""
+    words = " ".join(read_lines(SAMPLE_DIR / "train.wp_target")).split()
+    rng = random.Random(seed)
+    stories = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randint(1, 14)):
+            line = [rng.choice(words) for _ in range(rng.choice([0, 1, 2, 3, 5, 9, 16]))]
+            for _ in range(rng.randint(0, 3)):
+                line.insert(rng.randint(0, len(line)), rng.choice(EDGE_TOKENS))
+            for _ in range(rng.randint(0, 2)):
+                line.insert(rng.randint(0, len(line)), rng.choice(STRAY_TOKENS))
+            if rng.random() < 0.5:
+                line.insert(0, rng.choice(EDGE_TOKENS))
+            if rng.random() < 0.5:
+                line.append(rng.choice(EDGE_TOKENS))
+            parts += [" ".join(line), rng.choice(BREAKS)]
+        stories.append("".join(parts))
+    return stories
+
+
+def test_clean_story_matches_detokenizing_each_line_alone() -> None:
+    """Lines go through the detokenizer in one call, joined by a separator; every story must
+    come out as it does with one call per line."""
+    cases = [raw for raw, _ in DETOKENIZED] + [clean for _, clean in DETOKENIZED]
+    cases += [
+        SCENE_BREAK_STORY,
+        "The end . <newline> -- - <newline> Edit : thanks !",
+        "I 'm fine . <newline> * * * <newline> Next .",
+        "<newline> It was n't me . <newline> <newline> `` Stop ! '' I said . <newline> The end .",
+        " <newline> ".join(EDGE_LINES),
+        " <newline> It 's me . <newline> ".join(EDGE_LINES),
+    ]
+    for split in FILE_SPLITS.values():
+        cases += read_lines(SAMPLE_DIR / f"{split}.wp_target")
+    for raw in cases:
+        assert clean_story(raw) == clean_story_line_by_line(raw)
+    for split in FILE_SPLITS.values():
+        for raw in read_lines(SAMPLE_DIR / f"{split}.wp_source"):
+            assert (
+                clean_prompt(raw) == detokenize_alone(NEWLINES.sub(" ", split_tag(raw)[1])).strip()
+            )
+    for index, raw in enumerate(ptb_stories(400, seed=30)):
+        max_words = (1000, None, 40, 0, -1)[index % 5]
+        assert clean_story(raw, max_words) == clean_story_line_by_line(raw, max_words), raw
 
 
 TREEBANK = TreebankWordTokenizer()
@@ -242,8 +348,6 @@ def test_clean_false_keeps_the_raw_text_and_still_reads_the_tag(raw_dir: Path) -
 
 
 def test_bundled_sample_is_raw_writingprompts_that_cleans_to_prose() -> None:
-    from storygen.data.writingprompts import SAMPLE_DIR
-
     raw_prompts = (SAMPLE_DIR / "train.wp_source").read_text().splitlines()
     raw_stories = (SAMPLE_DIR / "train.wp_target").read_text().splitlines()
     assert all(split_tag(p)[0] for p in raw_prompts)
