@@ -3,6 +3,7 @@ ratio to a raw batched encode of the same texts measured in the same process.
 
     python benchmarks/data_prep.py [--scale 1] [--datasets tinystories writingprompts]
                                    [--num-proc 1 default] [--tokenize-train default ahead]
+                                   [--memory-limit-mb 2048]
 
 Writes synthetic corpora in the files the loaders read (TinyStoriesV2 .txt; WritingPrompts'
 {train,valid,test}.wp_source/.wp_target, PTB-tokenized with `<newline>`) at the real split
@@ -12,7 +13,10 @@ StoryDataModule prepares the splits with an empty cache (first run) and loads th
 (cached), then the prepared texts are encoded by one batched fast-tokenizer call per 1,000
 (the raw encode), and the loader reads 500 train batches of 8 in this process. Peak RSS is the
 child's own and its largest worker's. `default` is data.num_proc's or data.tokenize_train's
-default (null: chosen from the cores and the data's size).
+default (null: chosen from the cores and the data's size). With --memory-limit-mb each child runs
+in a memory cgroup of that size (Linux; cgroup v1 or v2, as root), whose peak is reported: page
+cache and mapped files count there and are reclaimed at the limit, the heap cannot be, so a
+child that needs more is killed.
 """
 
 from __future__ import annotations
@@ -160,6 +164,7 @@ def child(dataset: str, folder: Path, num_proc: int | None, tokenize_train: str 
         datamodule.setup()
         return datamodule
 
+    parallelism = os.environ.get("TOKENIZERS_PARALLELISM")
     anonymous = AnonymousPeak()
     anonymous.start()
     start = time.perf_counter()
@@ -177,6 +182,16 @@ def child(dataset: str, folder: Path, num_proc: int | None, tokenize_train: str 
         pass
     batch_ms = (time.perf_counter() - start) / 500 * 1000
 
+    # datasets sets TOKENIZERS_PARALLELISM=false in the C environment for a num_proc map and
+    # restores only Python's os.environ, which leaves this process's tokenizer on one thread:
+    # the raw encode gets back the setting the process started with
+    if parallelism is None:
+        os.unsetenv("TOKENIZERS_PARALLELISM")
+    else:
+        os.putenv("TOKENIZERS_PARALLELISM", parallelism)
+    # the prepared texts: WritingPrompts' train stories tokenized as loaded are still the raw
+    # PTB-spaced ones (cleaning them here would take ~15 min at full size), a few per cent more
+    # tokens than the cleaned text
     raw = 0.0
     for split in datamodule.stories.values():
         for batch in split.iter(batch_size=1_000):
@@ -215,6 +230,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--num-proc", nargs="+", default=["1", "default"])
     parser.add_argument("--tokenize-train", nargs="+", default=["default"])
+    parser.add_argument("--memory-limit-mb", type=int, help="run each child in a memory cgroup")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -233,6 +249,8 @@ def main() -> None:
     header = ["dataset", "num_proc", "tokenize_train", "stories", "first run s", "cached s",
               "raw encode s", "first / raw", "ms per train batch", "peak RSS MB (main, worker)",
               "peak RssAnon MB (main, worker)"]  # fmt: skip
+    if args.memory_limit_mb:
+        header.append(f"cgroup peak MB (limit {args.memory_limit_mb:,})")
     print(" | ".join(header))
     for dataset in args.datasets:
         with tempfile.TemporaryDirectory() as tmp:
@@ -243,28 +261,72 @@ def main() -> None:
             size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
             print(f"# {dataset}: wrote {size:,.0f} MB in {time.perf_counter() - start:.0f} s")
             for num_proc, tokenize_train in itertools.product(args.num_proc, args.tokenize_train):
-                result = run_child(dataset, folder, num_proc, tokenize_train)
+                result = run_child(dataset, folder, num_proc, tokenize_train, args.memory_limit_mb)
                 print(
                     f"{dataset} | {num_proc} ({result['num_proc']}) | "
                     f"{tokenize_train} ({result['tokenize_train']}) | {result['stories']:,} | "
                     f"{result['first']:.1f} | {result['cached']:.2f} | {result['raw']:.1f} | "
                     f"{result['first'] / result['raw']:.2f} | {result['batch_ms']:.2f} | "
                     f"{result['rss']:,.0f}, {result['worker_rss']:,.0f} | "
-                    f"{result['anon']:,.0f}, {result['worker_anon']:,.0f}",
+                    f"{result['anon']:,.0f}, {result['worker_anon']:,.0f}"
+                    + (f" | {result['cgroup_peak']:,.0f}" if args.memory_limit_mb else ""),
                     flush=True,
                 )
 
 
-def run_child(dataset: str, folder: Path, num_proc: str, tokenize_train: str) -> dict:
+def run_child(
+    dataset: str, folder: Path, num_proc: str, tokenize_train: str, memory_limit_mb: int | None
+) -> dict:
     """One measurement in a fresh process: peak RSS is its own, and nothing is warm."""
     for prepared in folder.glob("prepared"):
         subprocess.run(["rm", "-rf", str(prepared)], check=True)
     command = [sys.executable, __file__, "--child", dataset, str(folder), num_proc, tokenize_train]
-    done = subprocess.run(command, capture_output=True, text=True)
+    cgroup = memory_cgroup(memory_limit_mb) if memory_limit_mb else None
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            preexec_fn=(lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
+            if cgroup
+            else None,
+        )
+        peak = cgroup_peak_mb(cgroup) if cgroup else None
+    finally:
+        if cgroup:
+            cgroup.rmdir()
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
-        sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+        killed = " (killed: over the memory limit?)" if done.returncode == -9 else ""
+        sys.exit(f"{' '.join(command)} failed{killed}:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT ")) | {"cgroup_peak": peak}
+
+
+def memory_cgroup(limit_mb: int) -> Path:
+    """A new memory cgroup below this process's own, limited to `limit_mb`."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "memory":  # cgroup v1
+            cgroup = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / f"data_prep-{os.getpid()}"
+            cgroup.mkdir()
+            (cgroup / "memory.limit_in_bytes").write_text(str(limit_mb * 2**20))
+            return cgroup
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        if line.startswith("0::"):  # cgroup v2
+            cgroup = Path("/sys/fs/cgroup") / line[3:].lstrip("/") / f"data_prep-{os.getpid()}"
+            cgroup.mkdir()
+            (cgroup / "memory.max").write_text(str(limit_mb * 2**20))
+            return cgroup
+    sys.exit("--memory-limit-mb needs a Linux memory cgroup this process may create")
+
+
+def cgroup_peak_mb(cgroup: Path) -> float:
+    name = (
+        "memory.max_usage_in_bytes"
+        if (cgroup / "memory.limit_in_bytes").exists()
+        else "memory.peak"
+    )
+    return int((cgroup / name).read_text()) / 2**20
 
 
 if __name__ == "__main__":

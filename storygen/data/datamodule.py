@@ -45,8 +45,9 @@ SPLITS = ("train", "validation", "test")
 TOKENIZE_TRAIN = ("ahead", "as_loaded")
 # data.tokenize_train=null tokenizes a train split of this many bytes or more as it loads, when
 # nothing needs its tokens first. Ahead, 64 MB (~60,000 TinyStories stories) take ~15 s on 2
-# cores and full TinyStories' 2 GB ~8 min, the GPU waiting; as loaded, a batch of 8 stories
-# takes ~2 ms in a loader worker. Below it, ahead costs seconds and the plan counts tokens.
+# cores and full TinyStories' 2 GB ~9 min, the GPU waiting; as loaded, a batch of 8 stories
+# costs a loader worker ~3 ms more (8 WritingPrompts stories, cleaned there too: ~25 ms;
+# benchmarks/data_prep.py). Below it, ahead costs seconds and the plan counts the tokens.
 AS_LOADED_BYTES = 64_000_000
 
 
