@@ -131,6 +131,8 @@ class TinyStoriesCorpus:
     prompt_sentences: int = 1
     """sentences of each story that form its prompt"""
     seed: int = 3407
+    finish_train: ClassVar[None] = None
+    """load leaves no train work to the loader"""
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -188,8 +190,6 @@ class TinyStoriesCorpus:
             )
             for split, stories in splits.items()
         }
-
-    finish_train: ClassVar[None] = None
 
     def _load_text(self, streaming: bool, work_dir: Path | None) -> dict[str, Split]:
         if self.source == "hub":
