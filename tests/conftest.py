@@ -175,6 +175,22 @@ def trained_run_copy(trained_run: TrainedRun, tmp_path: Path) -> TrainedRun:
     return TrainedRun(output_dir, trained_run.config, trained_run.metrics)
 
 
+def run_python(
+    script: str, cwd: Path = ROOT, timeout: int = 300, check: bool = False
+) -> subprocess.CompletedProcess:
+    """`python -c <script>` in a fresh interpreter with this checkout's storygen, its output
+    captured as text: what a new process (a user's, the next run's) sees."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
 def run_module(
     module: str, *args: str, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:

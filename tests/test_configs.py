@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from tests.conftest import CONF_DIR, ROOT, compose_config
+from tests.conftest import CONF_DIR, compose_config, run_python
 
 GROUPS = ["model", "data", "trainer", "logger", "callbacks", "experiment", "rouge"]
 OPTIONS = [
@@ -160,14 +157,7 @@ def test_an_entry_points_main_works_when_called_from_python(tmp_path: Path) -> N
         "sys.argv = ['train', '--cfg', 'job', '--resolve', 'model=gpt2_tiny', 'logger=wandb']\n"
         "main()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = run_python(script, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = OmegaConf.create(result.stdout)
     assert printed.trainer.precision == ("bf16-mixed" if torch.cuda.is_available() else "32-true")

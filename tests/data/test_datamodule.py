@@ -4,9 +4,6 @@ tokenizer, cut stories without EOS (counted and recorded), the same tokens with 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from functools import partial
 
 import lightning as L
@@ -19,7 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 from storygen.data import datamodule as datamodule_module
 from storygen.data.datamodule import StoryDataModule
 from storygen.data.formatting import tokenize_stories
-from tests.conftest import ROOT, TINY_RUN, compose_config
+from tests.conftest import TINY_RUN, compose_config, run_python
 
 MISTRAL_WRITINGPROMPTS = [
     *TINY_RUN,
@@ -117,14 +114,7 @@ def test_another_process_computes_the_same_cache_keys(tmp_path):
     runs = [TINY_RUN, MISTRAL_WRITINGPROMPTS]
     here = [build_datamodule(overrides, tmp_path).cache_key() for overrides in runs]
     script = KEY_SCRIPT.format(runs=runs, tmp=str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-    )
+    result = run_python(script, check=True)
     assert result.stdout.split() == here
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import bitsandbytes as bnb
@@ -20,7 +18,7 @@ from storygen.inspect import report
 from storygen.models.export import export_backbone
 from storygen.models.trained import load_trained_model
 from storygen.train import train
-from tests.conftest import TINY_RUN, compose_config
+from tests.conftest import TINY_RUN, compose_config, run_python
 
 TINY_MISTRAL = [*TINY_RUN, "model=mistral_tiny_lora"]
 
@@ -134,9 +132,7 @@ merged = AutoModelForCausalLM.from_pretrained("{result.merged_dir}", dtype=torch
 with torch.no_grad():
     print((adapter(**ids).logits - merged(**ids).logits).abs().max().item())
 """
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300
-    )
+    out = run_python(script, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-4
     config = json.loads((result.model_dir / "adapter_config.json").read_text())

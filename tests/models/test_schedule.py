@@ -3,15 +3,12 @@ bitsandbytes into a GPT-2 run."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from transformers import get_linear_schedule_with_warmup
 
 from storygen.models.schedule import build_linear_warmup_schedule
-from tests.conftest import ROOT
+from tests.conftest import run_python
 
 
 def learning_rates(build, steps: int) -> list[float]:
@@ -58,13 +55,6 @@ def test_a_gpt2_model_and_its_schedule_load_neither_peft_nor_bitsandbytes():
         "model.scheduler_factory(optimizer, num_training_steps=10)\n"
         "print(sorted({'peft', 'bitsandbytes'} & sys.modules.keys()))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_python(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
