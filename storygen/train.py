@@ -108,7 +108,8 @@ def _train(cfg: DictConfig, record: RunRecord, loggers: list) -> dict[str, float
     datamodule = instantiate(cfg.data, tokenizer=tokenizer)
     callbacks = [*instantiate_group(cfg.get("callbacks")), *trial_pruning(cfg), FinalValidation()]
     loggers += instantiate_group(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    # plain dicts and lists: Lightning reads `max_time={hours: 23}` only from a dict
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, _convert_="partial")
     check_precision(trainer)
     if isinstance(trainer.accelerator, CUDAAccelerator):
         enable_tf32()

@@ -465,6 +465,22 @@ def test_the_plan_is_what_the_run_does_and_the_end_is_validated(case, tmp_path, 
     assert f"= {steps} optimizer steps; {validations} validations" in line
 
 
+def test_a_max_time_stop_validates_checkpoints_and_tests_at_its_batch(tmp_path):
+    """`trainer.max_time` in its dict form (Lightning reads it only from a plain dict) stops a
+    run of 1,000 planned epochs after 2 s. As at the end of training, the batch it stops at is
+    validated and checkpointed, and the test stage runs."""
+    fast = ["logger=csv", "callbacks.story_metrics.num_prompts=0", "data.max_length=64"]
+    limit = ["trainer.max_epochs=1000", "trainer.max_time={seconds: 2}", "export=false"]
+    metrics = train(compose_config([*TINY_RUN, *fast, *limit], tmp_path))
+    train_steps = [step for step, _ in csv_rows(tmp_path / "csv" / "metrics.csv", "train/loss")]
+    val_steps = [step for step, _ in csv_rows(tmp_path / "csv" / "metrics.csv", "val/loss")]
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert 0 <= train_steps[-1] < 1000 * 6 - 1  # stopped by the clock, not the epochs
+    assert val_steps[-1] == train_steps[-1]
+    assert checkpoint["global_step"] == train_steps[-1] + 1
+    assert "test/loss" in metrics
+
+
 def test_the_plan_of_the_bare_mistral_command_warns_once(caplog):
     """`model=mistral_lora data=tinystories`: 3 epochs of TinyStories' 2,119,719 stories in
     batches of 8, 794,895 steps: above LARGE_RUN_STEPS; the quickstart is far below."""
