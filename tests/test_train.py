@@ -465,13 +465,19 @@ def test_the_plan_is_what_the_run_does_and_the_end_is_validated(case, tmp_path, 
     assert f"= {steps} optimizer steps; {validations} validations" in line
 
 
-def test_a_max_time_stop_validates_checkpoints_and_tests_at_its_batch(tmp_path):
+def test_a_max_time_stop_validates_checkpoints_and_tests_at_its_batch(tmp_path, caplog):
     """`trainer.max_time` in its dict form (Lightning reads it only from a plain dict) stops a
-    run of 1,000 planned epochs after 2 s. As at the end of training, the batch it stops at is
-    validated and checkpointed, and the test stage runs."""
+    run of 1,000 planned epochs after 2 s, as its plan says. As at the end of training, the
+    batch it stops at is validated and checkpointed, and the test stage runs."""
     fast = ["logger=csv", "callbacks.story_metrics.num_prompts=0", "data.max_length=64"]
     limit = ["trainer.max_epochs=1000", "trainer.max_time={seconds: 2}", "export=false"]
-    metrics = train(compose_config([*TINY_RUN, *fast, *limit], tmp_path))
+    with caplog.at_level(logging.INFO, logger="storygen.train"):
+        metrics = train(compose_config([*TINY_RUN, *fast, *limit], tmp_path))
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Plan:")]
+    assert line.endswith(
+        "= 6,000 optimizer steps; 1,000 validations, or fewer at trainer.max_time 0:00:02"
+    )
+    assert json.loads((tmp_path / "run.json").read_text())["plan"]["time_limit_s"] == 2
     train_steps = [step for step, _ in csv_rows(tmp_path / "csv" / "metrics.csv", "train/loss")]
     val_steps = [step for step, _ in csv_rows(tmp_path / "csv" / "metrics.csv", "val/loss")]
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
@@ -483,11 +489,15 @@ def test_a_max_time_stop_validates_checkpoints_and_tests_at_its_batch(tmp_path):
 
 def test_the_plan_of_the_bare_mistral_command_warns_once(caplog):
     """`model=mistral_lora data=tinystories`: 3 epochs of TinyStories' 2,119,719 stories in
-    batches of 8, 794,895 steps: above LARGE_RUN_STEPS; the quickstart is far below."""
+    batches of 8, 794,895 steps: above LARGE_RUN_STEPS, unless trainer.max_time bounds it; the
+    quickstart is far below."""
     trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False)
     bare = plan_training(trainer, (2_119_719, 2_119_719, 470_000_000), batch_size=8)
     assert (bare.batches_per_epoch, bare.optimizer_steps) == (264_965, 794_895)
     assert bare.large and "794,895 optimizer steps" in bare.warning()
+    limited = Trainer(max_epochs=3, max_time={"hours": 23}, accelerator="cpu", logger=False)
+    bounded = plan_training(limited, (2_119_719, 2_119_719, 470_000_000), batch_size=8)
+    assert bounded.optimizer_steps == 794_895 and not bounded.large  # 23 hours bound it
     small = plan_training(trainer, (240, 240, 30_000), batch_size=8)
     assert not small.large and small.optimizer_steps == 90
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Timer
 
 from storygen.errors import StorygenError
 
@@ -37,6 +39,8 @@ class TrainingPlan:
     optimizer_steps: int | None
     """None: no limit (max_epochs=-1 without max_steps, e.g. stopped by max_time)"""
     validations: int | None
+    time_limit_s: float | None = None
+    """trainer.max_time: the fit stops there if it comes first"""
 
     def line(self) -> str:
         def count(value: int | None) -> str:
@@ -54,11 +58,21 @@ class TrainingPlan:
             f"epoch{'' if self.epochs == 1 else 's'} "
             f"= {count(self.optimizer_steps)} optimizer steps; {count(self.validations)} "
             "validations"
+            + (
+                ""
+                if self.time_limit_s is None
+                else f", or fewer at trainer.max_time {timedelta(seconds=self.time_limit_s)}"
+            )
         )
 
     @property
     def large(self) -> bool:
-        return self.optimizer_steps is not None and self.optimizer_steps > LARGE_RUN_STEPS
+        """Many steps and no time limit: a limit the user set bounds the run anyway."""
+        return (
+            self.time_limit_s is None
+            and self.optimizer_steps is not None
+            and self.optimizer_steps > LARGE_RUN_STEPS
+        )
 
     def warning(self) -> str:
         return (
@@ -93,8 +107,10 @@ def plan_training(
     accumulate = trainer.accumulate_grad_batches
     max_steps = trainer.max_steps if trainer.max_steps > 0 else None
     max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
+    # Lightning turns trainer.max_time into a Timer callback; before the fit all of it remains
+    limit = next((c.time_remaining() for c in trainer.callbacks if isinstance(c, Timer)), None)
     if train_size is None:  # a stream: its length is known once it ends
-        return TrainingPlan(None, None, None, None, max_steps, None)
+        return TrainingPlan(None, None, None, None, max_steps, None, limit)
     stories, rows, tokens_per_epoch = train_size
     batches = batches_per_epoch(rows, batch_size, trainer.world_size, trainer.limit_train_batches)
     check_val_interval(trainer.val_check_interval, trainer.check_val_every_n_epoch, batches)
@@ -103,13 +119,13 @@ def plan_training(
         max_steps or math.inf, (max_epochs or math.inf) * steps_per_epoch
     )  # Lightning gives max_epochs 1000 when neither is set; max_epochs=-1 alone has no end
     if steps == math.inf:
-        return TrainingPlan(stories, tokens_per_epoch, batches, None, None, None)
+        return TrainingPlan(stories, tokens_per_epoch, batches, None, None, None, limit)
     epochs = math.ceil(steps / steps_per_epoch)
     # batches of the last epoch: max_steps may stop it after its r-th step
     last_steps = steps - (epochs - 1) * steps_per_epoch
     last_batches = min(batches, last_steps * accumulate)
     validations = count_validations(trainer, batches, epochs, last_batches, steps)
-    return TrainingPlan(stories, tokens_per_epoch, batches, epochs, steps, validations)
+    return TrainingPlan(stories, tokens_per_epoch, batches, epochs, steps, validations, limit)
 
 
 def check_val_interval(interval: object, every_n_epochs: int | None, batches: int) -> None:
