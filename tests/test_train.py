@@ -442,11 +442,20 @@ PLANNED_RUNS = {
 }
 
 
+# the plan tests' runs: no stories generated, short rows, CSV logging only
+FAST = ["logger=csv", "callbacks.story_metrics.num_prompts=0", "data.max_length=64"]
+
+
+def plan_line(caplog: pytest.LogCaptureFixture) -> str:
+    """The one `Plan:` line the run logged."""
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Plan:")]
+    return line
+
+
 @pytest.mark.parametrize("case", PLANNED_RUNS)
 def test_the_plan_is_what_the_run_does_and_the_end_is_validated(case, tmp_path, caplog):
     overrides, steps, validations = PLANNED_RUNS[case]
-    fast = ["logger=csv", "callbacks.story_metrics.num_prompts=0", "data.max_length=64"]
-    cfg = compose_config([*TINY_RUN, *fast, "test=false", "export=false", *overrides], tmp_path)
+    cfg = compose_config([*TINY_RUN, *FAST, "test=false", "export=false", *overrides], tmp_path)
     with caplog.at_level(logging.INFO, logger="storygen.train"):
         train(cfg)
     plan = json.loads((tmp_path / "run.json").read_text())["plan"]
@@ -457,7 +466,7 @@ def test_the_plan_is_what_the_run_does_and_the_end_is_validated(case, tmp_path, 
     assert checkpoint["global_step"] == steps
     assert len(val_steps) == validations
     assert val_steps[-1] == train_steps[-1]  # the model training ended with was validated
-    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Plan:")]
+    line = plan_line(caplog)
     tokens = plan["tokens_per_epoch"]
     assert (tokens is None) == (case == "tokenized-as-loaded")
     counted = "tokenized as they load" if tokens is None else f"{tokens:,} tokens per epoch"
@@ -469,11 +478,10 @@ def test_a_max_time_stop_validates_checkpoints_and_tests_at_its_batch(tmp_path, 
     """`trainer.max_time` in its dict form (Lightning reads it only from a plain dict) stops a
     run of 1,000 planned epochs after 2 s, as its plan says. As at the end of training, the
     batch it stops at is validated and checkpointed, and the test stage runs."""
-    fast = ["logger=csv", "callbacks.story_metrics.num_prompts=0", "data.max_length=64"]
     limit = ["trainer.max_epochs=1000", "trainer.max_time={seconds: 2}", "export=false"]
     with caplog.at_level(logging.INFO, logger="storygen.train"):
-        metrics = train(compose_config([*TINY_RUN, *fast, *limit], tmp_path))
-    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Plan:")]
+        metrics = train(compose_config([*TINY_RUN, *FAST, *limit], tmp_path))
+    line = plan_line(caplog)
     assert line.endswith(
         "= 6,000 optimizer steps; 1,000 validations, or fewer at trainer.max_time 0:00:02"
     )
